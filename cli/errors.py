@@ -1,0 +1,54 @@
+"""One error boundary for every command: project errors become one line and an exit code.
+
+Applied as a decorator (``@handle_errors``) under ``@app.command()`` so that the behaviour is the same
+through the console script and through ``typer.testing.CliRunner``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable, TypeVar
+
+import typer
+
+from tora2.errors import InputError, Tora2Error
+
+F = TypeVar("F", bound=Callable)
+
+INPUT_ERRORS = (InputError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the Exit to raise."""
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(code=code)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def handle_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except INPUT_ERRORS as error:
+            if os.environ.get("TORA2_DEBUG") == "1":
+                raise
+            raise fail(_one_line(error), code=2) from None
+        except Tora2Error as error:
+            if os.environ.get("TORA2_DEBUG") == "1":
+                raise
+            raise fail(_one_line(error), code=1) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", code=130) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,30 @@
+"""``tora2``: the Typer app. Each command group lives in its own module; each command is a thin
+call into the library wrapped by ``cli.errors.handle_errors`` (one-line errors, exit code 2 for bad
+input, ``TORA2_DEBUG=1`` for the traceback)."""
+
+from __future__ import annotations
+
+import tora2  # noqa: F401  (applies the torchvision shim before anything imports torchvision)
+import typer
+
+from cli import entity, info, track
+
+app = typer.Typer(
+    name="tora2",
+    help="Multi-entity, trajectory-controlled, appearance-personalised video generation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("info")(info.info)
+app.add_typer(track.app, name="track")
+app.add_typer(entity.app, name="entity")
+
+
+def main() -> None:
+    """Console entry point (``tora2``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -35,5 +35,6 @@ if "$VENV/bin/python" -m pip show -q opencv-python >/dev/null 2>&1; then
     "$VENV/bin/python" -m pip uninstall -y -q opencv-python
     pip_ --force-reinstall --no-deps "opencv-python-headless>=4.8,<5"
 fi
-"$VENV/bin/python" -c "import tora2, cli.main, entities" && touch "$stamp"
+"$VENV/bin/python" -c "import tora2, cli.main, entities"
+touch "$stamp"
 echo "tora2 install: ready in $VENV"

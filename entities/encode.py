@@ -1,0 +1,112 @@
+"""Prepared entity → EntityTokens: the frozen encoders' outputs the DPE adapters consume.
+
+Token counts (S = semantic encoder input size, P its patch size, G = S // P, Cs its out_dim):
+
+* semantic: ``(1 + G*G, Cs)`` — pooled token then patch tokens of the white-backed square crop at
+  S px. ViT-L-14 @ 224: (257, 768); dinov2-large @ 224: (257, 1024); the tiny test encoder: (17, 16).
+* identity, human with a face encoder: ``(1, 512)`` L2-normalised ArcFace embedding of the
+  aligned 112×112 face.
+* identity, otherwise (object detail): ``(DETAIL_GRID**2, Cs) = (16, Cs)``. The crop is resized to
+  ``detail_size`` (default 2·S; must be a multiple k·S), cut into k×k tiles of S px, each tile
+  encoded at the encoder's native size (no position-embedding interpolation needed), the tiles'
+  patch grids stitched into one (k·G)×(k·G) grid and average-pooled to 4×4.
+
+A ``human`` entity encoded without a face encoder gets object-detail tokens and kind ``object``
+(with a warning), so the kind always says which adapter the identity tokens fit.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from entities.cache import EntityCache
+from entities.crop import resize_square, white_square
+from entities.faces import route_kind
+from entities.prepare import PreparedEntity
+from entities.segment import EntityWarning
+from tora2.errors import InputError
+from tora2.specs import EntitySpec, EntityTokens
+
+DETAIL_GRID = 4  # object-detail tokens are pooled to DETAIL_GRID × DETAIL_GRID
+
+
+def _cached(cache: EntityCache | None, image: np.ndarray, encoder_id: str, settings: dict, compute) -> torch.Tensor:
+    if cache is None:
+        return compute()
+    return cache.get_or_compute(image, encoder_id, settings, compute)
+
+
+def semantic_tokens(square: np.ndarray, encoder, cache: EntityCache | None = None) -> torch.Tensor:
+    """(S', S', 3) uint8 white-backed square → (1 + G*G, Cs)."""
+    def compute():
+        return encoder.encode(encoder.preprocess([resize_square(square, encoder.image_size)]))[0]
+
+    return _cached(cache, square, encoder.encoder_id, {"role": "semantic"}, compute)
+
+
+def detail_tokens(square: np.ndarray, encoder, detail_size: int | None = None, cache: EntityCache | None = None) -> torch.Tensor:
+    """(S', S', 3) uint8 → (DETAIL_GRID², Cs) object-detail tokens from k×k native-size tiles."""
+    size = encoder.image_size
+    detail_size = 2 * size if detail_size is None else int(detail_size)
+    if detail_size < size or detail_size % size != 0:
+        raise InputError(f"detail_size {detail_size} must be a multiple of the semantic encoder's image size {size} (e.g. {2 * size})")
+    k = detail_size // size
+
+    def compute():
+        big = resize_square(square, detail_size)  # (k·S, k·S, 3)
+        tiles = [big[ty * size : (ty + 1) * size, tx * size : (tx + 1) * size] for ty in range(k) for tx in range(k)]
+        tokens = encoder.encode(encoder.preprocess(tiles))[:, 1:]  # (k·k, G·G, Cs), pooled token dropped
+        g = encoder.grid_size
+        grid = rearrange(tokens, "(ty tx) (gy gx) c -> c (ty gy) (tx gx)", ty=k, tx=k, gy=g, gx=g)  # (Cs, k·G, k·G)
+        pooled = F.adaptive_avg_pool2d(grid[None].float(), DETAIL_GRID)[0]  # (Cs, 4, 4)
+        return rearrange(pooled, "c h w -> (h w) c").to(tokens.dtype)  # (16, Cs)
+
+    return _cached(cache, square, encoder.encoder_id, {"role": "detail", "detail_size": detail_size, "grid": DETAIL_GRID}, compute)
+
+
+def face_tokens(face: np.ndarray, face_encoder, cache: EntityCache | None = None) -> torch.Tensor:
+    """(112, 112, 3) uint8 aligned face → (1, 512)."""
+    def compute():
+        return face_encoder.encode(face_encoder.preprocess([face]))[0]
+
+    return _cached(cache, face, face_encoder.encoder_id, {"role": "face"}, compute)
+
+
+def encode_entity(
+    prepared_or_spec: PreparedEntity | EntitySpec,
+    semantic_encoder,
+    face_encoder=None,
+    detail_size: int | None = None,
+    cache: EntityCache | None = None,
+) -> EntityTokens:
+    """Frozen-encoder tokens of one entity (see the module docstring for shapes)."""
+    item = prepared_or_spec
+    if isinstance(item, PreparedEntity):
+        image, kind, face = item.crop, item.kind, item.face
+    elif isinstance(item, EntitySpec):
+        if item.tokens is not None:
+            return item.tokens
+        if item.image is None:
+            raise InputError(f"entity {item.text!r} has no image to encode; give it a reference image or precomputed tokens")
+        image, kind, face = item.image, item.kind, item.face
+    else:
+        raise InputError(f"encode_entity takes a PreparedEntity or EntitySpec; got {type(item).__name__}")
+    square = white_square(image)  # (S', S', 3)
+    if kind != "object" and face is None:
+        # A spec built by hand: look for the face in the entity image itself.
+        h, w = square.shape[:2]
+        kind, face, _ = route_kind(square, (0, 0, w, h), kind, source=getattr(item, "text", "entity"))
+    semantic = semantic_tokens(square, semantic_encoder, cache)
+    if kind == "human" and face_encoder is not None:
+        return EntityTokens(semantic=semantic, identity=face_tokens(np.asarray(face), face_encoder, cache), kind="human")
+    if kind == "human":
+        warnings.warn(
+            "human entity encoded with object-detail tokens: no face encoder configured; pass an ArcFace model for face identity",
+            EntityWarning, stacklevel=2,
+        )
+    return EntityTokens(semantic=semantic, identity=detail_tokens(square, semantic_encoder, detail_size, cache), kind="object")

@@ -99,9 +99,13 @@ def figure_eight(num_frames: int, height: int, width: int, loops: float = 1.0, m
 
 
 def random_smooth(num_frames: int, height: int, width: int, seed=None, num_keyframes: int | None = None,
-                  pause_probability: float = 0.2, margin=DEFAULT_MARGIN) -> np.ndarray:
-    """A random smooth path: Catmull-Rom through random keyframes at random (uneven) times, so the
-    speed changes; each keyframe may be followed by a pause (the position held for a while)."""
+                  pause_probability: float = 0.25, margin=DEFAULT_MARGIN) -> np.ndarray:
+    """A random smooth path with speed changes and pauses.
+
+    The shape is a Catmull-Rom curve through random keyframes; the motion along it follows a
+    random speed profile: pieces of a few frames each at a random speed, some of them at speed 0
+    (a pause: the position is held exactly). Start and end are the first and last keyframes.
+    """
     _check_frames(num_frames)
     x0, y0, x1, y1 = _box(height, width, margin)
     rng = _rng(seed)
@@ -109,17 +113,18 @@ def random_smooth(num_frames: int, height: int, width: int, seed=None, num_keyfr
     if count < 2:
         raise InputError(f"num_keyframes is {count}; a path needs at least 2")
     xy = rng.uniform((x0, y0), (x1, y1), size=(count, 2))  # (K, 2)
-    # Uneven durations change the speed; a pause duplicates a keyframe a little later.
-    durations = rng.uniform(0.5, 2.0, size=count - 1)
-    times = np.concatenate([[0.0], np.cumsum(durations)])
-    knots_t, knots_xy = [times[0]], [xy[0]]
-    for i in range(1, count):
-        knots_t.append(times[i])
-        knots_xy.append(xy[i])
-        if i < count - 1 and rng.random() < pause_probability:
-            knots_t.append(times[i] + rng.uniform(0.3, 0.8))
-            knots_xy.append(xy[i])
-            times[i + 1 :] += knots_t[-1] - times[i]
-    knots_t = np.array(knots_t) / knots_t[-1] * (num_frames - 1)
-    path = interpolate_keyframes(knots_t, np.array(knots_xy), num_frames, "smooth")
-    return np.clip(path, (x0, y0), (x1, y1))  # the spline may overshoot a little between keyframes
+    samples = 64 * count  # the curve, finely sampled by curve parameter
+    curve = interpolate_keyframes(np.linspace(0, samples - 1, count), xy, samples, "smooth")  # (S, 2)
+    curve = np.clip(curve, (x0, y0), (x1, y1))  # the spline may overshoot a little between keyframes
+
+    speed = np.empty(num_frames - 1)  # progress per frame step
+    start = 0
+    while start < num_frames - 1:
+        stop = min(num_frames - 1, start + int(rng.integers(3, 10)))
+        pause = start > 0 and rng.random() < pause_probability
+        speed[start:stop] = 0.0 if pause else rng.uniform(0.3, 1.7)
+        start = stop
+    progress = np.concatenate([[0.0], np.cumsum(speed)])  # (F,) non-decreasing
+    progress = progress / progress[-1] * (samples - 1)
+    grid = np.arange(samples)
+    return np.stack([np.interp(progress, grid, curve[:, 0]), np.interp(progress, grid, curve[:, 1])], axis=1)

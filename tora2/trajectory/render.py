@@ -53,11 +53,11 @@ def _reflected_profile(center: int, length: int, profile: np.ndarray) -> tuple[i
     weights = np.zeros(length, dtype=np.float64)
     # Mirror images of the impulse under reflect-101: center + k·period and −center + k·period.
     k_max = (radius + 2 * length) // period + 1
-    for k in range(-k_max, k_max + 1):
-        for image in {center + k * period, -center + k * period}:
-            lo, hi = max(0, image - radius), min(length - 1, image + radius)
-            if lo <= hi:
-                weights[lo : hi + 1] += profile[lo - image + radius : hi - image + radius + 1]
+    images = {sign * center + k * period for k in range(-k_max, k_max + 1) for sign in (1, -1)}
+    for image in images:  # a set: at the borders the two families of images coincide
+        lo, hi = max(0, image - radius), min(length - 1, image + radius)
+        if lo <= hi:
+            weights[lo : hi + 1] += profile[lo - image + radius : hi - image + radius + 1]
     nonzero = np.flatnonzero(weights)
     start, stop = nonzero[0], nonzero[-1] + 1
     return int(start), weights[start:stop]
@@ -202,16 +202,18 @@ def flow_to_image(flow: np.ndarray) -> np.ndarray:
         max_norm = max(max_norm, np.sqrt((frame * frame).sum(-1)).max())
     scale = np.float32(max_norm + np.finfo(np.float32).eps)
     num_colors = len(COLORWHEEL)
-    image = np.empty(flow.shape[:3] + (3,), dtype=np.uint8)  # (F, H, W, 3)
+    # Zero flow is white (norm 0 → every channel 255); only the moving pixels need the wheel.
+    image = np.full(flow.shape[:3] + (3,), 255, dtype=np.uint8)  # (F, H, W, 3)
     for t, frame in enumerate(flow):
-        u, v = frame[..., 0] / scale, frame[..., 1] / scale  # (H, W) each
+        moving = (frame != 0).any(-1)  # (H, W)
+        u, v = frame[moving, 0] / scale, frame[moving, 1] / scale  # (M,) each; float32 throughout
         norm = np.sqrt(u * u + v * v)
-        fk = (np.arctan2(-v, -u) / np.float32(np.pi) + 1) / 2 * (num_colors - 1)
+        fk = (np.arctan2(-v, -u) / np.float32(np.pi) + 1) / 2 * np.float32(num_colors - 1)
         k0 = np.floor(fk).astype(np.int64)
         k1 = np.where(k0 + 1 == num_colors, 0, k0 + 1)
-        f = (fk - k0)[..., None]  # (H, W, 1)
-        col = (1 - f) * (COLORWHEEL[k0] / 255) + f * (COLORWHEEL[k1] / 255)  # (H, W, 3)
-        image[t] = np.floor(255 * (1 - norm[..., None] * (1 - col)))
+        f = (fk - k0.astype(np.float32))[:, None]  # (M, 1)
+        col = (1 - f) * (COLORWHEEL[k0] / np.float32(255)) + f * (COLORWHEEL[k1] / np.float32(255))  # (M, 3)
+        image[t][moving] = np.floor(255 * (1 - norm[:, None] * (1 - col)))
     return image
 
 

@@ -1,0 +1,160 @@
+"""Tora2's entity binding: motion tokens m_i, the gated self-attention binder, the per-block entity
+cross-attention, and the contrastive projection heads.
+
+Every module here that writes into the video path is an exact identity at init (tanh(α) gates with
+α = 0, zero-initialised output projections).
+
+Glossary: B batch, E entities, F latent frames, Cm motion channels, Q personalization tokens (l_p),
+L entity text tokens, S entity tokens injected per sample, N video tokens, D hidden, De entity width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+from einops import rearrange
+
+BINDERS = ("gated_attention", "linear", "none")
+
+
+def fourier_features(values: torch.Tensor, num_frequencies: int) -> torch.Tensor:
+    """(..., V) → (..., V + 2·V·K): the values and their sin/cos at frequencies 2^k·π, k < K."""
+    freqs = (2.0 ** torch.arange(num_frequencies, device=values.device, dtype=values.dtype)) * math.pi
+    angles = values[..., None] * freqs  # (..., V, K)
+    return torch.cat([values, angles.sin().flatten(-2), angles.cos().flatten(-2)], dim=-1)
+
+
+class EntityMotionTokenizer(nn.Module):
+    """Per entity and latent frame: the first motion-feature level sampled at the entity's position,
+    plus a Fourier embedding of (x, y, t, dx, dy), projected to the entity width → m_i (F × De)."""
+
+    def __init__(self, motion_channels: int, entity_dim: int, num_frequencies: int = 6):
+        super().__init__()
+        self.num_frequencies = num_frequencies
+        in_dim = motion_channels + 5 * (1 + 2 * num_frequencies)
+        self.proj = nn.Sequential(nn.Linear(in_dim, entity_dim), nn.SiLU(), nn.Linear(entity_dim, entity_dim))
+        self.absent = nn.Parameter(torch.zeros(entity_dim))  # frames where the entity is not visible
+
+    def forward(self, features: torch.Tensor, positions: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """features (B·F, Cm, h, w), positions (B, E, F, 2) in [0, 1], visible (B, E, F) → (B, E, F, De)."""
+        batch, num_entities, num_frames, _ = positions.shape
+        grid = rearrange(positions * 2 - 1, "b e f xy -> (b f) e 1 xy").to(features.dtype)  # (B·F, E, 1, 2)
+        sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        sampled = rearrange(sampled, "(b f) c e 1 -> b e f c", b=batch)  # (B, E, F, Cm)
+        displacement = torch.diff(positions, dim=2, prepend=positions[:, :, :1])  # (B, E, F, 2), zero at t=0
+        time = torch.linspace(0, 1, num_frames, device=positions.device, dtype=positions.dtype)
+        time = time.view(1, 1, num_frames, 1).expand(batch, num_entities, num_frames, 1)
+        geometry = torch.cat([positions, time, displacement], dim=-1)  # (B, E, F, 5)
+        geometry = fourier_features(geometry, self.num_frequencies).to(sampled.dtype)
+        tokens = self.proj(torch.cat([sampled, geometry], dim=-1))  # (B, E, F, De)
+        return torch.where(visible[..., None], tokens, self.absent.to(tokens.dtype))
+
+
+class GatedSelfAttention(nn.Module):
+    """Binds each entity's appearance p_i with its motion m_i and text c_i (weights shared across entities).
+
+    p ← p + tanh(α_p)·Attn_p,  m ← m + tanh(α_m)·Attn_m, over concat(p, m, c); c is context only.
+    """
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.alpha_p = nn.Parameter(torch.zeros(1))
+        self.alpha_m = nn.Parameter(torch.zeros(1))
+
+    def forward(self, p, m, c, p_valid, m_valid, c_valid):
+        """p (N, Q, De), m (N, F, De), c (N, L, De) + validity masks (N, ·) bool → bound p, m."""
+        q_len, f_len = p.shape[1], m.shape[1]
+        tokens = self.norm(torch.cat([p, m, c], dim=1))  # (N, Q+F+L, De)
+        valid = torch.cat([p_valid, m_valid, c_valid], dim=1)  # (N, Q+F+L)
+        valid = valid | ~valid.any(dim=1, keepdim=True)  # an all-padding row attends everywhere (no NaN)
+        out, _ = self.attn(tokens, tokens, tokens, key_padding_mask=~valid, need_weights=False)
+        p = p + torch.tanh(self.alpha_p) * out[:, :q_len]
+        m = m + torch.tanh(self.alpha_m) * out[:, q_len : q_len + f_len]
+        return p, m
+
+
+class LinearBinding(nn.Module):
+    """Ablation ("linear-projection binding"): p and m each get a gated linear map of the pooled others."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.to_p = nn.Linear(2 * dim, dim)
+        self.to_m = nn.Linear(2 * dim, dim)
+        self.alpha_p = nn.Parameter(torch.zeros(1))
+        self.alpha_m = nn.Parameter(torch.zeros(1))
+
+    @staticmethod
+    def _pool(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        weights = valid.to(x.dtype)[..., None]
+        return (x * weights).sum(1) / weights.sum(1).clamp(min=1)  # (N, De)
+
+    def forward(self, p, m, c, p_valid, m_valid, c_valid):
+        pooled_p, pooled_m, pooled_c = self._pool(p, p_valid), self._pool(m, m_valid), self._pool(c, c_valid)
+        p = p + torch.tanh(self.alpha_p) * self.to_p(torch.cat([pooled_m, pooled_c], -1))[:, None]
+        m = m + torch.tanh(self.alpha_m) * self.to_m(torch.cat([pooled_p, pooled_c], -1))[:, None]
+        return p, m
+
+
+def build_binder(kind: str, dim: int, num_heads: int) -> nn.Module | None:
+    if kind == "gated_attention":
+        return GatedSelfAttention(dim, num_heads)
+    if kind == "linear":
+        return LinearBinding(dim)
+    if kind == "none":
+        return None
+    raise ValueError(f"binder must be one of {', '.join(BINDERS)}; got {kind!r}")
+
+
+class EntityCrossAttention(nn.Module):
+    """Video tokens attend to all entities' bound tokens; zero-init output, timestep-dependent gate."""
+
+    def __init__(self, dim: int, entity_dim: int, num_heads: int, head_dim: int, time_embed_dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.attn = Attention(
+            query_dim=dim,
+            cross_attention_dim=entity_dim,
+            heads=num_heads,
+            dim_head=head_dim,
+            qk_norm="layer_norm",
+            eps=1e-6,
+            bias=True,
+            out_bias=True,
+        )
+        nn.init.zeros_(self.attn.to_out[0].weight)
+        nn.init.zeros_(self.attn.to_out[0].bias)
+        self.gate = nn.Linear(time_embed_dim, dim)  # gate = 1 + Linear(SiLU(temb)), zero-init
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
+
+    def forward(self, hidden: torch.Tensor, temb: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """hidden (B, N, D), temb (B, Dt), tokens (B, S, De), valid (B, S) bool → (B, N, D)."""
+        any_valid = valid.any(dim=1)  # (B,)
+        mask = (valid | ~any_valid[:, None])[:, None, :]  # (B, 1, S); all-padding rows attend everywhere
+        out = self.attn(self.norm(hidden), encoder_hidden_states=tokens, attention_mask=mask)  # (B, N, D)
+        gate = 1 + self.gate(F.silu(temb))[:, None, :]  # (B, 1, D)
+        return hidden + gate * out * any_valid[:, None, None].to(out.dtype)
+
+
+class ContrastiveHeads(nn.Module):
+    """Mean-pooled pre-binding p_i and m_i → L2-normalised embeddings, plus the learnable temperature."""
+
+    def __init__(self, entity_dim: int, proj_dim: int, temperature: float = 0.07):
+        super().__init__()
+        self.proj_p = nn.Sequential(nn.Linear(entity_dim, entity_dim), nn.GELU(), nn.Linear(entity_dim, proj_dim))
+        self.proj_m = nn.Sequential(nn.Linear(entity_dim, entity_dim), nn.GELU(), nn.Linear(entity_dim, proj_dim))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+
+    def forward(self, p: torch.Tensor, m: torch.Tensor, m_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """p (B, E, Q, De), m (B, E, F, De), m_valid (B, E, F) → z_p, z_m each (B, E, Dc)."""
+        weights = m_valid.to(m.dtype)[..., None]
+        pooled_m = (m * weights).sum(2) / weights.sum(2).clamp(min=1)  # (B, E, De)
+        z_p = F.normalize(self.proj_p(p.mean(dim=2)), dim=-1)  # (B, E, Dc)
+        z_m = F.normalize(self.proj_m(pooled_m), dim=-1)  # (B, E, Dc)
+        return z_p, z_m

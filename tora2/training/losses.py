@@ -1,0 +1,48 @@
+"""Training losses: CogVideoX's v-prediction loss and Tora2's motion–appearance contrastive loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def motion_appearance_contrastive_loss(
+    z_p: torch.Tensor, z_m: torch.Tensor, logit_scale: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Symmetric InfoNCE between appearance and motion embeddings of every entity in the batch.
+
+    z_p, z_m: (B, E, Dc) or (N, Dc), L2-normalised. valid: (B, E) / (N,) bool, False for padding
+    entities. Each entity's positive is its own motion; negatives are all other entities in the batch,
+    so a batch of single-entity samples still contributes. Returns 0 when fewer than 2 entities.
+    """
+    if z_p.shape != z_m.shape:
+        raise ValueError(f"z_p and z_m must have the same shape; got {tuple(z_p.shape)} and {tuple(z_m.shape)}")
+    z_p, z_m = z_p.reshape(-1, z_p.shape[-1]), z_m.reshape(-1, z_m.shape[-1])  # (N, Dc)
+    if valid is not None:
+        keep = valid.reshape(-1).bool()
+        z_p, z_m = z_p[keep], z_m[keep]
+    if z_p.shape[0] < 2:
+        return z_p.sum() * 0.0  # keeps the graph (and DDP's gradient buckets) intact
+    scale = logit_scale.exp().clamp(max=100.0)
+    logits = scale * z_p @ z_m.t()  # (N, N)
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def v_prediction_loss(
+    model_output: torch.Tensor,
+    noisy_latents: torch.Tensor,
+    latents: torch.Tensor,
+    timesteps: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+) -> torch.Tensor:
+    """CogVideoX's loss: the model predicts v; the implied clean latents
+    x0 = sqrt(ᾱ)·x_t − sqrt(1 − ᾱ)·v are compared with the true ones, weighted by 1 / (1 − ᾱ_t).
+
+    model_output, noisy_latents, latents: (B, F, C, H, W); timesteps: (B,) long;
+    alphas_cumprod: the scheduler's (T,) table.
+    """
+    alphas = alphas_cumprod.to(latents.device, torch.float32)[timesteps].view(-1, 1, 1, 1, 1)  # (B, 1, 1, 1, 1)
+    x0_pred = alphas.sqrt() * noisy_latents.float() - (1 - alphas).sqrt() * model_output.float()
+    weights = 1.0 / (1 - alphas)
+    return (weights * (x0_pred - latents.float()) ** 2).flatten(1).mean(1).mean()

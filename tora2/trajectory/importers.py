@@ -22,6 +22,7 @@ from tora2.trajectory.format import (
     Track,
     check_in_canvas,
     check_output_size,
+    parse_track_json,
     read_json,
     resolve_path,
     tracks_from_json,
@@ -194,4 +195,39 @@ def load_tracks(
         return tracks_from_tora_txt(path, num_frames=num_frames, height=height, width=width, clip=clip)
     if suffix == ".npy":
         return tracks_from_npy(path, num_frames=num_frames, height=height, width=width, clip=clip)
+    raise InputError(f"{path}: unknown track format {suffix or '(no extension)'!r}; use one of {', '.join(EXTENSIONS)}")
+
+
+def natural_size(path: str | os.PathLike, fps: float = 8.0) -> tuple[int | None, int | None, int | None]:
+    """(num_frames, height, width) a track file implies on its own; None where it implies nothing.
+
+    track.json: the pixel canvas, and the longest path (points, or up to the last keyframe).
+    Tora .txt: its 256×256 canvas and its number of points. .npy: its number of time steps.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"track file {path} does not exist: pass the path of a .json, .txt or .npy track")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        data = read_json(path)
+        canvas, file_fps, specs = parse_track_json(data, clip=True, source=str(path))
+        fps = file_fps if file_fps is not None else fps
+        lengths = []
+        for spec in specs:
+            if spec.times is None:
+                lengths.append(len(spec.xy))
+            else:
+                last = spec.times[-1] * (fps if spec.time_unit == "second" else 1.0)
+                lengths.append(int(np.ceil(last - 1e-9)) + 1)
+        height = None if canvas.normalized else int(round(canvas.height))
+        width = None if canvas.normalized else int(round(canvas.width))
+        return max(lengths), height, width
+    if suffix == ".txt":
+        return len(read_tora_txt(path)), TORA_CANVAS, TORA_CANVAS
+    if suffix == ".npy":
+        try:
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        except (ValueError, OSError) as error:
+            raise InputError(f"{path}: not a readable .npy array ({error}); save it with numpy.save") from None
+        return (shape[-2] if len(shape) >= 2 else None), None, None
     raise InputError(f"{path}: unknown track format {suffix or '(no extension)'!r}; use one of {', '.join(EXTENSIONS)}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from tqdm.auto import tqdm
 
 from tora2.errors import InputError
 from tora2.trajectory.format import Track
@@ -89,7 +90,9 @@ def draw_tracks(tracks: list[Track], height: int, width: int, background=None) -
     return image
 
 
-def animate_tracks(tracks: list[Track], height: int, width: int, background=None) -> np.ndarray:
+def animate_tracks(
+    tracks: list[Track], height: int, width: int, background=None, progress: bool = False
+) -> np.ndarray:
     """(F, H, W, 3) uint8 frames: faint full paths plus a labelled marker at each entity's position."""
     base = load_background(background, height, width)
     _draw_paths(ImageDraw.Draw(base), tracks, height, width, faint=True)
@@ -97,7 +100,7 @@ def animate_tracks(tracks: list[Track], height: int, width: int, background=None
     radius = 3 * _line_width(height, width) + 2
     font = ImageFont.load_default()
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
-    for t in range(num_frames):
+    for t in tqdm(range(num_frames), desc="preview", unit="frame", disable=not progress, leave=False):
         frame = base.copy()
         draw = ImageDraw.Draw(frame)
         for i, track in enumerate(tracks):
@@ -112,7 +115,14 @@ def animate_tracks(tracks: list[Track], height: int, width: int, background=None
 
 
 def save_preview(
-    tracks: list[Track], path: str | os.PathLike, *, height: int, width: int, background=None, fps: float = 8.0
+    tracks: list[Track],
+    path: str | os.PathLike,
+    *,
+    height: int,
+    width: int,
+    background=None,
+    fps: float = 8.0,
+    progress: bool = False,
 ) -> None:
     """Write a still (``.png``) or an animation (``.gif`` / ``.mp4``), chosen by the suffix."""
     import imageio.v3 as iio
@@ -129,7 +139,7 @@ def save_preview(
         if suffix == ".png":
             draw_tracks(tracks, height, width, background).save(tmp)
         else:
-            frames = animate_tracks(tracks, height, width, background)
+            frames = animate_tracks(tracks, height, width, background, progress)
             if suffix == ".gif":
                 iio.imwrite(tmp, frames, extension=".gif", duration=1000 / fps, loop=0)
             else:

@@ -23,6 +23,14 @@ CANVAS_COLOR = (235, 235, 235)
 PREVIEW_SUFFIXES = (".png", ".gif", ".mp4")
 
 
+def _font(height: int, width: int):
+    """PIL's built-in font at a size that reads at the video's scale (older PIL: its fixed bitmap font)."""
+    try:
+        return ImageFont.load_default(size=max(10, min(height, width) // 30))
+    except TypeError:
+        return ImageFont.load_default()
+
+
 def entity_color(index: int) -> tuple[int, int, int]:
     return ENTITY_COLORS[index % len(ENTITY_COLORS)]
 
@@ -65,7 +73,7 @@ def _line_width(height: int, width: int) -> int:
 def _draw_paths(draw: ImageDraw.ImageDraw, tracks: list[Track], height: int, width: int, faint: bool = False) -> None:
     line_width = _line_width(height, width)
     radius = 2 * line_width + 1
-    font = ImageFont.load_default()
+    font = _font(height, width)
     for i, track in enumerate(tracks):
         color = entity_color(i)
         if faint:
@@ -80,7 +88,7 @@ def _draw_paths(draw: ImageDraw.ImageDraw, tracks: list[Track], height: int, wid
         draw.ellipse((x0 - radius, y0 - radius, x0 + radius, y0 + radius), outline=color, width=line_width)  # start
         draw.ellipse((x1 - radius, y1 - radius, x1 + radius, y1 + radius), fill=color)  # end
         if not faint:
-            draw.text((x0 + radius + 2, y0 - radius - 10), track.id, fill=color, font=font)
+            draw.text((x0 + radius + 2, y0 - radius - getattr(font, "size", 10)), track.id, fill=color, font=font)
 
 
 def draw_tracks(tracks: list[Track], height: int, width: int, background=None) -> Image.Image:
@@ -98,7 +106,7 @@ def animate_tracks(
     _draw_paths(ImageDraw.Draw(base), tracks, height, width, faint=True)
     num_frames = len(tracks[0].points)
     radius = 3 * _line_width(height, width) + 2
-    font = ImageFont.load_default()
+    font = _font(height, width)
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     for t in tqdm(range(num_frames), desc="preview", unit="frame", disable=not progress, leave=False):
         frame = base.copy()
@@ -108,7 +116,7 @@ def animate_tracks(
                 continue
             x, y = track.points[t]
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=entity_color(i), outline=(0, 0, 0))
-            draw.text((x + radius + 2, y - radius - 10), track.id, fill=entity_color(i), font=font)
+            draw.text((x + radius + 2, y - radius - getattr(font, "size", 10)), track.id, fill=entity_color(i), font=font)
         draw.text((4, 2), f"{t + 1}/{num_frames}", fill=(0, 0, 0), font=font)
         frames[t] = np.asarray(frame)
     return frames

@@ -33,6 +33,7 @@ from tora2.trajectory.interpolate import (
 )
 
 FORMAT_VERSION = 1
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "data" / "track.schema.json"  # shipped with the package
 TIME_UNITS = ("frame", "second")
 NORMALIZED = "normalized"
 

@@ -210,7 +210,9 @@ def natural_size(path: str | os.PathLike, fps: float = 8.0) -> tuple[int | None,
     suffix = path.suffix.lower()
     if suffix == ".json":
         data = read_json(path)
-        canvas, file_fps, specs = parse_track_json(data, clip=True, source=str(path))
+        with warnings.catch_warnings():  # only sizes are wanted here; loading reports bad points
+            warnings.simplefilter("ignore")
+            canvas, file_fps, specs = parse_track_json(data, clip=True, source=str(path))
         fps = file_fps if file_fps is not None else fps
         lengths = []
         for spec in specs:

@@ -134,11 +134,14 @@ def render_flow(
         for (y, x), (dx, dy) in writes.items():
             if dx == 0 and dy == 0:
                 continue
-            y0, wy = _reflected_profile(y, height, profile)
-            x0, wx = _reflected_profile(x, width, profile)
-            stamp = np.outer(wy, wx)  # (h, w)
-            vector = np.array([dx, dy], dtype=np.float64)
-            flow[t, y0 : y0 + len(wy), x0 : x0 + len(wx)] += (stamp[:, :, None] * vector).astype(np.float32)
+            y0, wy = _reflected_profile(y, height, profile)  # (h,)
+            x0, wx = _reflected_profile(x, width, profile)  # (w,)
+            # The (h, w, 2) window of the frame as an (h, 2w) view: x and channel are adjacent in memory,
+            # so one outer product of wy with the channel-interleaved (wx·dx, wx·dy) is the whole stamp.
+            region = flow[t, y0 : y0 + len(wy), x0 : x0 + len(wx)].reshape(len(wy), 2 * len(wx))  # (h, 2w) view
+            assert np.may_share_memory(region, flow)  # a view, so += writes into the frame
+            wx_vector = (wx[:, None] * np.array([dx, dy])).reshape(-1).astype(np.float32)  # (2w,)
+            region += np.outer(wy.astype(np.float32), wx_vector)
     return flow
 
 

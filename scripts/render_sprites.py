@@ -27,6 +27,7 @@ OUT = Path(__file__).resolve().parent.parent / "tora2" / "data" / "sprites"
 RENDER_SIZE = 109  # the CBDT bitmap strike of Noto Color Emoji; other sizes fail to load
 SPRITE_SIDE = 64
 HELDOUT_EVERY = 5  # every fifth sprite → 20% held out
+PLURAL_NAMES = {"grapes", "cherries", "french fries", "books"}  # captions say "grapes move", not "a grapes moves"
 
 # Single codepoints only (no ZWJ sequences, no variation selectors), grouped for readability.
 EMOJI = (
@@ -69,7 +70,8 @@ def main() -> None:
         stem = f"u{ord(char):04x}"
         render(char, font).save(args.out / f"{stem}.png", optimize=True)
         split = "heldout" if index % HELDOUT_EVERY == HELDOUT_EVERY - 1 else "train"
-        entries.append({"codepoint": f"U+{ord(char):04X}", "name": name, "file": f"{stem}.png", "split": split})
+        entries.append({"codepoint": f"U+{ord(char):04X}", "name": name, "file": f"{stem}.png", "split": split,
+                        "plural": name in PLURAL_NAMES})
     manifest = {
         "source": "Noto Color Emoji (Debian fonts-noto-color-emoji), SIL Open Font License 1.1: see OFL.txt",
         "sprite_side": SPRITE_SIDE,

@@ -68,6 +68,10 @@ def show(
     from entities.prepare import load_prepared
     from entities.sheet import contact_sheet, save_image_atomic
 
-    sheet = contact_sheet([load_prepared(d) for d in directories], columns=columns)
+    from tqdm import tqdm
+
+    # Many directories (a whole dataset's entities) take a while to read: show progress then.
+    loaded = [load_prepared(d) for d in tqdm(directories, desc="entities", unit="dir", disable=len(directories) < 16, file=sys.stderr)]
+    sheet = contact_sheet(loaded, columns=columns)
     save_image_atomic(sheet, output)
     typer.echo(f"{output}: {len(directories)} entities")

@@ -68,7 +68,7 @@ def test_prepare_bad_input():
         prepare_entity(rgb, "x", kind="person")
     with pytest.raises(InputError, match="entity text is empty"):
         prepare_entity(rgb, " ")
-    with pytest.raises(InputError, match="kind is human"):
+    with pytest.warns(EntityWarning, match="GrabCut"), pytest.raises(InputError, match="kind is human"):
         prepare_entity(rgb, "x", box=(20, 10, 60, 50), kind="human")
 
 

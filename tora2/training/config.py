@@ -1,0 +1,136 @@
+"""Run settings of ``train(cfg)``: dataclasses loaded from configs/train/*.yaml (unknown keys rejected).
+
+Architecture is not here: it comes from the model config (``model.config``, configs/model/*.yaml)
+or from a pipeline folder (``model.pretrained``), whose ``config.json`` files hold it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tora2.configuration import load_config, parse_override
+from tora2.errors import InputError
+
+STAGES = ("tora2", "finetune")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+@dataclass
+class ModelSettings:
+    config: str = "tiny"  # a model config name or YAML path (built from scratch, seeded)
+    pretrained: str | None = None  # a pipeline folder (diffusers layout) to start from instead
+    seed: int = 0  # seed of the freshly built components
+
+
+@dataclass
+class DataConfig:
+    manifest: str | None = None  # JSONL clip manifest (tora2.training.manifest); None: pass a dataset to train()
+    num_frames: int = 9  # pixel frames per sample: 4k + 1 for the CogVideoX VAE
+    frame_stride: int = 1
+    buckets: list = field(default_factory=lambda: [[128, 128]])  # (height, width) pairs, multiples of 16
+    cache_dir: str | None = None  # on-disk cache of VAE latents and text embeddings; None: memory only
+    caption_dropout: float = 0.5
+    reference_dropout: float = 0.33
+    trajectory_dropout: float = 0.33
+
+
+@dataclass
+class OptimConfig:
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-2
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    warmup_steps: int = 0  # linear warm-up from 0, then constant
+    max_grad_norm: float = 1.0  # 0 = no clipping
+
+
+@dataclass
+class LoRAConfig:
+    rank: int = 16
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+
+
+@dataclass
+class ValidationConfig:
+    every: int = 0  # steps between validation videos; 0 = none
+    prompt: str | None = None  # None: the first training clip's caption and entities
+    num_inference_steps: int = 10
+    guidance_scale: float = 6.0
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/tora2"
+    stage: str = "tora2"  # tora2: Tora2 additions + DPE; finetune: + LoRA on the transformer
+    train_trajectory: bool = False  # also train Tora's extractor and fusers (stage tora2)
+    contrastive_weight: float = 0.2  # λ
+    max_steps: int = 1000
+    batch_size: int = 1  # per process
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 500  # 0 = only at the end
+    checkpoints_total_limit: int | None = 3
+    tensorboard: bool = True
+    save_pipeline: bool = True  # write a full pipeline folder to output_dir/pipeline at the end
+    progress: bool = False  # a tqdm bar (the CLI turns it on)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Meaning checks, one line each, naming the key and the fix."""
+    if isinstance(cfg.model, dict) or isinstance(cfg.data, dict):
+        return  # from_dict builds the nested sections after; they are checked again in train()
+    if cfg.stage not in STAGES:
+        raise InputError(f"stage {cfg.stage!r} is not supported; use one of {', '.join(STAGES)}")
+    if cfg.mixed_precision not in MIXED_PRECISION:
+        raise InputError(f"mixed_precision {cfg.mixed_precision!r}: use one of {', '.join(MIXED_PRECISION)}")
+    for name in ("max_steps", "batch_size", "gradient_accumulation_steps"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
+    if cfg.contrastive_weight < 0:
+        raise InputError(f"contrastive_weight must be ≥ 0; got {cfg.contrastive_weight}")
+    data = cfg.data
+    if not isinstance(data, DataConfig):
+        return
+    for name in ("caption_dropout", "reference_dropout", "trajectory_dropout"):
+        value = getattr(data, name)
+        if not 0 <= value <= 1:
+            raise InputError(f"data.{name} must be in [0, 1]; got {value}")
+    if (data.num_frames - 1) % 4:
+        raise InputError(f"data.num_frames is {data.num_frames}; the CogVideoX VAE needs 4k + 1 frames (e.g. 9, 13, 49)")
+    if not data.buckets or any(len(b) != 2 or b[0] % 16 or b[1] % 16 for b in data.buckets):
+        raise InputError(f"data.buckets {data.buckets!r} must be [height, width] pairs, multiples of 16")
+
+
+def load_train_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+    """A TrainConfig from a YAML file plus ``key=value`` overrides (dotted keys reach sections)."""
+    from tora2.configuration import from_dict, set_dotted
+
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(o) for o in overrides)
+    if path is None:
+        data: dict[str, Any] = {}
+        for key, value in (overrides or {}).items():
+            set_dotted(data, key, value)
+        cfg = from_dict(TrainConfig, data, "train config")
+    else:
+        cfg = load_config(TrainConfig, path, overrides)
+    check_config(cfg)
+    return cfg

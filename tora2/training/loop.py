@@ -1,0 +1,464 @@
+"""``train(cfg)``: the Tora2 training loop on accelerate.
+
+Recipe of one optimisation step (``gradient_accumulation_steps`` micro-batches):
+
+1. the batch's frozen encodings (``SampleEncoder``: VAE latents, prompt, flow, entity tokens; cached);
+2. condition dropout per sample (caption 50 %, references 33 %, trajectories 33 % by default);
+3. noise and timesteps; x_t = scheduler.add_noise(x_0, ε, t);
+4. p_i = PersonalizationExtractor(tokens); the transformer predicts v and returns (z_p, z_m);
+5. loss = v-prediction loss + λ · motion–appearance contrastive loss; backward, clip, AdamW, warm-up.
+
+Every random draw of a step comes from a generator seeded by (seed, step, micro-batch, rank) and
+the batch order from (seed, epoch), so a run resumed from a checkpoint takes exactly the steps an
+uninterrupted run takes.
+
+Stages: ``tora2`` trains the Tora2 additions and the PersonalizationExtractor (and, with
+``train_trajectory``, Tora's extractor and fusers); ``finetune`` adds LoRA (peft) to the
+transformer's attention and trains only the LoRA weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tora2.configuration import write_yaml
+from tora2.errors import InputError
+from tora2.training.config import TrainConfig, check_config
+from tora2.training.dataset import BucketBatchSampler, ClipDataset
+from tora2.training.encode import SampleEncoder, collate
+from tora2.training.losses import motion_appearance_contrastive_loss, v_prediction_loss
+
+logger = logging.getLogger("tora2.training")
+CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    losses: list[float] = field(default_factory=list)  # total loss per optimisation step
+    diffusion_losses: list[float] = field(default_factory=list)
+    contrastive_losses: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    pipeline_dir: Path | None = None
+    lora_path: Path | None = None
+    components: dict | None = None
+
+
+class TrainingState:
+    """The step counter, saved and restored with accelerate's checkpoint."""
+
+    def __init__(self):
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+
+
+# ---------------------------------------------------------------------------------------------- setup
+def build_components(cfg: TrainConfig) -> dict:
+    """The pipeline components: from ``model.pretrained`` (a pipeline folder) or built from ``model.config``."""
+    if cfg.model.pretrained is not None:
+        from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+
+        path = Path(cfg.model.pretrained)
+        if not (path / "model_index.json").is_file():
+            raise InputError(f"model.pretrained {path} is not a pipeline folder (no model_index.json); give a saved Tora2 pipeline")
+        pipe = Tora2Pipeline.from_pretrained(str(path))
+        return dict(pipe.components)
+    from tora2.pipelines.components import build_tiny_components
+
+    return build_tiny_components(cfg.model.config, seed=cfg.model.seed)
+
+
+def select_trainable(cfg: TrainConfig, components: dict) -> list[torch.nn.Parameter]:
+    """Freeze everything, then unfreeze the stage's parameters; returns them."""
+    for name in ("text_encoder", "vae", "transformer", "personalization", "image_encoder"):
+        module = components.get(name)
+        if isinstance(module, torch.nn.Module):
+            module.requires_grad_(False)
+    transformer = components["transformer"]
+    personalization = components.get("personalization")
+    if cfg.stage == "tora2":
+        for name, parameter in transformer.named_parameters():
+            part = transformer.part_of(name)
+            if part == "tora2" or (part == "tora" and cfg.train_trajectory):
+                parameter.requires_grad_(True)
+        if personalization is not None:
+            personalization.requires_grad_(True)
+    else:
+        from peft import LoraConfig
+
+        lora = LoraConfig(
+            r=cfg.lora.rank,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            init_lora_weights=True,
+            target_modules=list(cfg.lora.target_modules),
+        )
+        transformer.add_adapter(lora)  # only the LoRA weights require grad
+    params = [p for m in (transformer, personalization) if m is not None for p in m.parameters() if p.requires_grad]
+    if not params:
+        raise InputError(f"stage {cfg.stage!r} found no trainable parameters in this model; check the model config")
+    return params
+
+
+def make_dataset(cfg: TrainConfig, dataset):
+    if dataset is not None:
+        return dataset
+    if cfg.data.manifest is None:
+        raise InputError("no training data: set data.manifest to a JSONL manifest or pass a dataset to train()")
+    from tora2.training.manifest import read_manifest
+
+    clips = read_manifest(cfg.data.manifest)
+    return ClipDataset(clips, cfg.data.num_frames, [tuple(b) for b in cfg.data.buckets], cfg.data.frame_stride)
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    folder = output_dir / "checkpoints"
+    found = [(int(m.group(1)), p) for p in folder.glob("step-*") if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def resolve_resume(cfg: TrainConfig, resume: str | None) -> Path | None:
+    if resume is None:
+        return None
+    if resume == "latest":
+        return latest_checkpoint(Path(cfg.output_dir))  # none yet: a fresh start
+    path = Path(resume)
+    if not path.is_dir():
+        raise InputError(f"--resume {resume}: no such checkpoint folder; use 'latest' or a folder under {cfg.output_dir}/checkpoints")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- step
+def apply_dropout(batch: dict, cfg: TrainConfig, null_prompt: torch.Tensor, generator: torch.Generator) -> dict:
+    """Condition dropout, one draw per sample and condition (same meaning as the pipeline's guidance)."""
+    size = batch["latents"].shape[0]
+    draw = torch.rand(3, size, generator=generator)
+    drop_caption = draw[0] < cfg.data.caption_dropout
+    drop_reference = draw[1] < cfg.data.reference_dropout
+    drop_trajectory = draw[2] < cfg.data.trajectory_dropout
+    out = dict(batch)
+    out["prompt_embeds"] = torch.where(drop_caption[:, None, None], null_prompt.to(batch["prompt_embeds"]), batch["prompt_embeds"])
+    out["flow"] = torch.where(drop_trajectory[:, None, None, None, None], batch["null_flow"], batch["flow"])
+    out["visible"] = batch["visible"] & ~drop_trajectory[:, None, None]
+    out["has_reference"] = batch["has_reference"] & ~drop_reference[:, None]
+    return out
+
+
+def personalization_tokens(personalization, batch: dict) -> torch.Tensor | None:
+    """p_i (B, E, Q, De) from the cached frozen-encoder tokens, with gradient into the DPE."""
+    if personalization is None or batch["entity_mask"].shape[1] == 0 or not batch["has_reference"].any():
+        return None
+    size, count = batch["entity_mask"].shape
+    flat = lambda x: x.reshape(size * count, *x.shape[2:])  # noqa: E731  (B·E, ...)
+    has_face = batch["is_human"].any()
+    p = personalization(
+        flat(batch["semantic"]),
+        flat(batch["object"]),
+        flat(batch["face"]) if has_face else None,
+        flat(batch["is_human"]) if has_face else None,
+    )  # (B·E, Q, De)
+    return p.reshape(size, count, *p.shape[1:])  # (B, E, Q, De)
+
+
+def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batch: dict, generator: torch.Generator):
+    """(total, diffusion, contrastive) losses of one micro-batch."""
+    latents = batch["latents"]  # (B, Fl, C, h, w)
+    size = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=generator).to(latents)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (size,), generator=generator).to(latents.device)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    entity_inputs = {}
+    if batch["entity_mask"].shape[1] > 0:
+        p = personalization_tokens(personalization, batch)
+        entity_inputs = dict(
+            entity_positions=batch["positions"],
+            entity_visible=batch["visible"],
+            entity_personalization=p,
+            entity_personalization_valid=batch["has_reference"] if p is not None else None,
+            entity_text_embeds=batch["text"],
+            entity_text_mask=batch["text_mask"],
+            entity_mask=batch["entity_mask"],
+        )
+    output = transformer(
+        hidden_states=noisy,
+        encoder_hidden_states=batch["prompt_embeds"],
+        timestep=timesteps,
+        video_flow=batch["flow"],
+        return_contrastive=bool(entity_inputs),
+        **entity_inputs,
+    )
+    diffusion = v_prediction_loss(output.sample, noisy, latents, timesteps, scheduler.alphas_cumprod)
+    contrastive = diffusion.new_zeros(())
+    if entity_inputs and getattr(output, "z_p", None) is not None:
+        # Only entities whose appearance and motion both survived dropout have a true positive.
+        valid = batch["entity_mask"] & batch["has_reference"] & batch["visible"].any(-1)
+        contrastive = motion_appearance_contrastive_loss(output.z_p, output.z_m, unwrap_logit_scale(transformer), valid)
+    return diffusion + cfg.contrastive_weight * contrastive, diffusion, contrastive
+
+
+def unwrap_logit_scale(transformer) -> torch.Tensor:
+    model = transformer.module if hasattr(transformer, "module") else transformer
+    return model.contrastive.logit_scale
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+# ---------------------------------------------------------------------------------------------- train
+def train(
+    cfg: TrainConfig,
+    dataset=None,
+    *,
+    entity_encoder=None,
+    components: dict | None = None,
+    resume: str | None = None,
+) -> TrainResult:
+    """Train per ``cfg``; returns the losses and where the outputs went.
+
+    dataset: any map-style dataset of samples as ``tora2.training.dataset`` describes (default: the
+    manifest's ``ClipDataset``); it may define ``bucket_of(i)`` to group sizes into batches.
+    entity_encoder: reference crop → ``EntityTokens`` (needed when samples carry reference images).
+    components: prebuilt pipeline components (default: ``model.pretrained`` or ``model.config``).
+    resume: "latest" or a checkpoint folder.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+
+    check_config(cfg)
+    output_dir = Path(cfg.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=1,  # accumulation is explicit below (exact resume, no hidden state)
+        log_with="tensorboard" if cfg.tensorboard else None,
+        project_dir=str(output_dir),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    set_seed(cfg.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_yaml(cfg, output_dir / "config.yaml")
+    dataset = make_dataset(cfg, dataset)
+    components = components if components is not None else build_components(cfg)
+    transformer, personalization = components["transformer"], components.get("personalization")
+    scheduler = components["scheduler"]
+    trainable = select_trainable(cfg, components)
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    encoder = SampleEncoder(components, entity_encoder, cfg.data.cache_dir)
+
+    optimizer = torch.optim.AdamW(
+        trainable,
+        lr=cfg.optim.learning_rate,
+        betas=(cfg.optim.beta1, cfg.optim.beta2),
+        eps=cfg.optim.eps,
+        weight_decay=cfg.optim.weight_decay,
+    )
+    warmup = cfg.optim.warmup_steps
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
+    transformer.train()
+    if personalization is not None:
+        personalization.train()
+        transformer, personalization, optimizer, lr_scheduler = accelerator.prepare(transformer, personalization, optimizer, lr_scheduler)
+    else:
+        transformer, optimizer, lr_scheduler = accelerator.prepare(transformer, optimizer, lr_scheduler)
+    state = TrainingState()
+    accelerator.register_for_checkpointing(state)
+
+    checkpoint = resolve_resume(cfg, resume)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        logger.info("resumed from %s at step %d", checkpoint, state.step)
+    if cfg.tensorboard:
+        accelerator.init_trackers("tensorboard")
+
+    buckets = [dataset.bucket_of(i) if hasattr(dataset, "bucket_of") else 0 for i in range(len(dataset))]
+    sampler = BucketBatchSampler(buckets, cfg.batch_size, seed=cfg.seed)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    per_epoch = len(sampler.batches()) // world
+    if per_epoch == 0:
+        raise InputError(f"{len(dataset)} clip(s) make fewer batches than processes ({world}); add clips or lower batch_size")
+    epoch_cache: dict[int, list[list[int]]] = {}
+
+    def batch_indices(index: int) -> list[int]:
+        epoch, position = divmod(index, per_epoch)
+        if epoch not in epoch_cache:
+            sampler.set_epoch(epoch)
+            epoch_cache.clear()
+            epoch_cache[epoch] = sampler.batches()
+        return epoch_cache[epoch][position * world + rank]
+
+    result = TrainResult(output_dir=output_dir)
+    progress = None
+    if cfg.progress and accelerator.is_main_process:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step")
+    accumulation = cfg.gradient_accumulation_steps
+    while state.step < cfg.max_steps:
+        step = state.step
+        totals = torch.zeros(3)
+        for micro in range(accumulation):
+            generator = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro, rank))
+            samples = [encoder.lookup(dataset, i) for i in batch_indices(step * accumulation + micro)]
+            batch = apply_dropout(collate(samples), cfg, encoder.null_prompt(), generator)
+            batch = to_device(batch, accelerator.device)
+            sync = micro == accumulation - 1
+            context = accelerator.no_sync(transformer) if not sync and world > 1 else _null()
+            with context, accelerator.autocast():
+                total, diffusion, contrastive = compute_loss(cfg, transformer, personalization, scheduler, batch, generator)
+            accelerator.backward(total / accumulation)
+            totals += torch.stack([total.detach(), diffusion.detach(), contrastive.detach()]).float().cpu() / accumulation
+        if cfg.optim.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(trainable, cfg.optim.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+
+        totals = accelerator.reduce(totals.to(accelerator.device), reduction="mean").cpu()
+        result.steps.append(state.step)
+        result.losses.append(float(totals[0]))
+        result.diffusion_losses.append(float(totals[1]))
+        result.contrastive_losses.append(float(totals[2]))
+        logs = {"loss": result.losses[-1], "loss_diffusion": result.diffusion_losses[-1],
+                "loss_contrastive": result.contrastive_losses[-1], "lr": lr_scheduler.get_last_lr()[0]}
+        if cfg.tensorboard:
+            accelerator.log(logs, step=state.step)
+        if accelerator.is_main_process and (state.step % max(1, cfg.log_every) == 0 or state.step == cfg.max_steps):
+            message = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
+            print(f"step {state.step}/{cfg.max_steps} {message}", flush=True)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{result.losses[-1]:.4f}")
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.max_steps:
+            save_checkpoint(accelerator, cfg, output_dir, state.step)
+        if cfg.validation.every and state.step % cfg.validation.every == 0 and accelerator.is_main_process:
+            run_validation(cfg, components, accelerator, dataset, state.step)
+    if progress is not None:
+        progress.close()
+
+    save_checkpoint(accelerator, cfg, output_dir, state.step)
+    accelerator.wait_for_everyone()
+    components = dict(components)
+    components["transformer"] = accelerator.unwrap_model(transformer)
+    if personalization is not None:
+        components["personalization"] = accelerator.unwrap_model(personalization)
+    if accelerator.is_main_process:
+        if cfg.stage == "finetune":
+            from tora2.training.lora import save_lora
+
+            result.lora_path = save_lora(components["transformer"], output_dir / "lora.safetensors")
+        if cfg.save_pipeline:
+            result.pipeline_dir = save_pipeline(components, output_dir / "pipeline")
+        (output_dir / "losses.json").write_text(json.dumps(
+            {"step": result.steps, "loss": result.losses, "diffusion": result.diffusion_losses,
+             "contrastive": result.contrastive_losses}))
+    if cfg.tensorboard:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    result.components = components
+    return result
+
+
+def step_seed(*parts: int) -> int:
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def save_checkpoint(accelerator, cfg: TrainConfig, output_dir: Path, step: int) -> Path:
+    """``output_dir/checkpoints/step-NNNNNNN`` via ``accelerator.save_state``; old ones pruned to the limit."""
+    folder = output_dir / "checkpoints" / f"step-{step:07d}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process and cfg.checkpoints_total_limit:
+        found = sorted(
+            (int(m.group(1)), p) for p in folder.parent.glob("step-*") if (m := CHECKPOINT_PATTERN.match(p.name))
+        )
+        for _, old in found[: max(0, len(found) - cfg.checkpoints_total_limit)]:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def save_pipeline(components: dict, path: Path) -> Path:
+    """A full pipeline folder (diffusers layout) that ``tora2 generate --model`` loads."""
+    from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+
+    transformer = components["transformer"]
+    if getattr(transformer, "peft_config", None):
+        # LoRA weights go to lora.safetensors; the pipeline folder keeps the base transformer.
+        transformer = _without_lora(transformer)
+    pipe = Tora2Pipeline(**{**components, "transformer": transformer})
+    pipe.save_pretrained(str(path))
+    return path
+
+
+def _without_lora(transformer):
+    import copy
+
+    base = copy.deepcopy(transformer)
+    base.delete_adapters(list(base.peft_config))
+    return base
+
+
+@torch.no_grad()
+def run_validation(cfg: TrainConfig, components: dict, accelerator, dataset, step: int) -> Path | None:
+    """A validation video from the first training clip's caption and trajectories, written under output_dir/validation."""
+    from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+    from tora2.specs import EntitySpec
+
+    sample = dataset[0]
+    transformer = accelerator.unwrap_model(components["transformer"]) if hasattr(components["transformer"], "module") else components["transformer"]
+    pipe = Tora2Pipeline(**{**components, "transformer": transformer})
+    video = sample["video"]
+    entities = [EntitySpec(text=e.text, image=e.reference, trajectory=e.points, visible=e.visible, kind=e.kind if e.kind != "auto" else "object")
+                for e in sample["entities"]]
+    was_training = transformer.training
+    transformer.eval()
+    generator = torch.Generator().manual_seed(cfg.validation.seed)
+    out = pipe(
+        prompt=cfg.validation.prompt or sample["caption"],
+        entities=entities,
+        num_frames=video.shape[0],
+        height=video.shape[2],
+        width=video.shape[3],
+        num_inference_steps=cfg.validation.num_inference_steps,
+        guidance_scale=cfg.validation.guidance_scale,
+        generator=generator,
+        output_type="np",
+    )
+    transformer.train(was_training)
+    frames = out.frames[0]
+    folder = Path(cfg.output_dir) / "validation"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:07d}.gif"
+    import imageio.v3 as iio
+    import numpy as np
+
+    iio.imwrite(path, (np.clip(frames, 0, 1) * 255).astype(np.uint8), duration=125, loop=0)
+    if cfg.tensorboard:
+        for tracker in accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.writer.add_video("validation", torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2)[None], step, fps=8)
+    return path

@@ -1,0 +1,64 @@
+"""LoRA weights of a fine-tuned transformer, in diffusers' file format.
+
+The file is what ``CogVideoXLoraLoaderMixin.save_lora_weights`` writes: safetensors with keys
+``transformer.<module path>.lora_A.weight`` / ``lora_B.weight`` and the adapter's settings in the
+metadata, so ``pipe.load_lora_weights(path)`` (diffusers LoRA loaders) and
+``transformer.load_lora_adapter(path, prefix="transformer")`` both read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tora2.errors import InputError
+
+PREFIX = "transformer."
+METADATA_KEY = "lora_adapter_metadata"  # diffusers' LORA_ADAPTER_METADATA_KEY
+
+
+def lora_state_dict(transformer, adapter_name: str = "default") -> dict[str, torch.Tensor]:
+    """The adapter's weights with diffusers' ``transformer.`` prefix (peft's ``get_peft_model_state_dict``)."""
+    from peft.utils import get_peft_model_state_dict
+
+    if not getattr(transformer, "peft_config", None) or adapter_name not in transformer.peft_config:
+        raise InputError(f"the transformer has no LoRA adapter {adapter_name!r}; train with stage: finetune")
+    state = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
+    return {PREFIX + k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def save_lora(transformer, path: str | os.PathLike, adapter_name: str = "default") -> Path:
+    """Write the adapter to ``path`` (a .safetensors file), atomically."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise InputError(f"LoRA output {path} must end in .safetensors")
+    state = lora_state_dict(transformer, adapter_name)
+    config = transformer.peft_config[adapter_name].to_dict()
+    config = {k: (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
+    metadata = {"format": "pt", METADATA_KEY: json.dumps(config, default=str)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_lora(transformer, path: str | os.PathLike, adapter_name: str = "default") -> None:
+    """Load a LoRA file written by :func:`save_lora` into ``transformer`` (diffusers' loader)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"LoRA file {path} does not exist; make one with `tora2 finetune ... -o {path.name}`")
+    keys = load_file(str(path)).keys()
+    if not any(k.startswith(PREFIX) and ".lora_A." in k for k in keys):
+        raise InputError(f"{path} holds no transformer LoRA weights (keys transformer.*.lora_A.weight); is it a LoRA file?")
+    transformer.load_lora_adapter(str(path), prefix="transformer", adapter_name=adapter_name)

@@ -91,11 +91,13 @@ def test_convert_refuses_other_outputs_and_leaves_nothing(tmp_path):
 def test_render_joint_and_one_entity(tmp_path):
     size = ["--frames", 9, "--height", 48, "--width", 72]
     joint, one = tmp_path / "flow.npy", tmp_path / "cat.npy"
-    assert run("render", EXAMPLES / "two_entities.json", "-o", joint, "--frames", 49).exit_code == 0
+    result = run("render", EXAMPLES / "two_entities.json", "-o", joint, "--height", 96, "--width", 144)
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.stdout and "(49, 96, 144, 2) float32" in result.stdout
     flow = np.load(joint)
-    assert flow.shape == (49, 480, 720, 2) and flow.dtype == np.float32
-    tracks = load_tracks(EXAMPLES / "two_entities.json", num_frames=49, height=480, width=720)
-    np.testing.assert_array_equal(flow, render_flow([t.points for t in tracks], 480, 720))
+    assert flow.shape == (49, 96, 144, 2) and flow.dtype == np.float32
+    tracks = load_tracks(EXAMPLES / "two_entities.json", num_frames=49, height=96, width=144)
+    np.testing.assert_array_equal(flow, render_flow([t.points for t in tracks], 96, 144, visible=[t.visible for t in tracks]))
 
     data = {"canvas": {"width": 72, "height": 48}, "entities": [
         {"id": "cat", "path": {"points": [[1, 1], [70, 40]]}}, {"id": "dog", "path": {"points": [[70, 1], [1, 40]]}}]}

@@ -1,0 +1,421 @@
+"""Batch manifests: a YAML or JSONL file of generation jobs → validated :class:`Job` units.
+
+YAML::
+
+    model: null                # a model directory; null = the embedded default
+    defaults:                  # any job field; a job's own value wins
+      height: 64
+      width: 96
+      num_frames: 9
+      num_inference_steps: 2
+      seeds: [0]
+    jobs:
+      - name: two-sprites
+        prompt: a red balloon and a yellow star drift over a field
+        seeds: [0, 1]
+        entities:
+          - {text: a red balloon, image: ../entities/balloon.png, path: ../tracks/tora_circle.txt}
+          - {path: "../tracks/two_entities.json#cat"}   # text, image, kind from the track file
+          - {text: a yellow star, path: {points: [[10, 10], [80, 50]]}}  # inline, output pixels
+
+JSONL: one job object a line; an optional first line ``{"model": ..., "defaults": {...}}``.
+
+Relative paths resolve against the manifest's folder. One job with ``k`` seeds becomes ``k`` units,
+each with its own id (``name:seed<k>``), output file and ledger record.
+
+Errors come at two levels. A manifest that cannot be read at all (not YAML/JSON, no jobs, unknown
+top-level keys, two units writing the same output) raises :class:`InputError`. A single bad job
+(missing image, malformed path, bad size) does not: its units carry ``error`` (one line) so the
+runner records it as failed and the other jobs go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from tora2.errors import InputError
+from tora2.specs import KINDS
+
+TOP_KEYS = ("version", "model", "defaults", "jobs")
+HEADER_KEYS = ("version", "model", "defaults")  # the optional first line of a JSONL manifest
+SETTING_KEYS = ("height", "width", "num_frames", "num_inference_steps", "guidance_scale", "fps", "seeds")
+JOB_KEYS = ("name", "prompt", "negative_prompt", "entities", "output", "seed", *SETTING_KEYS)
+ENTITY_KEYS = ("text", "image", "path", "kind")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+VIDEO_SUFFIX = ".mp4"
+MAX_SIDE = 8192  # pixels; anything larger is a typo, not a video
+MAX_FRAMES = 4096
+
+# Values a job gets when neither it nor ``defaults`` sets them. The sizes are those of the embedded
+# tiny model's training clips (see configs/); a real model's manifest sets its own in ``defaults``.
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "height": 64,
+    "width": 96,
+    "num_frames": 9,
+    "num_inference_steps": 2,
+    "guidance_scale": 6.0,
+    "fps": 8.0,
+    "seeds": [0],
+}
+
+
+@dataclass
+class EntityJob:
+    """One entity of a job, resolved: absolute file paths, the trajectory at the output size."""
+
+    text: str
+    image: str | None  # a photo or an entity directory (``tora2 entity prepare``); None = no reference
+    kind: str
+    trajectory: np.ndarray | None  # (num_frames, 2) float64 output pixels, or None
+    visible: np.ndarray | None  # (num_frames,) bool, or None
+
+
+@dataclass
+class Job:
+    """One unit of work: one prompt, one seed, one output file.
+
+    ``error`` is set (one line) when the job is invalid; the runner then records it as failed
+    without running it. ``fingerprint`` hashes every input (settings, file contents), so an edited
+    job or a replaced image is a new job for the ledger.
+    """
+
+    id: str
+    name: str
+    index: int  # position of the unit in the manifest (sharding is by this order)
+    prompt: str = ""
+    negative_prompt: str | None = None
+    entities: list[EntityJob] = field(default_factory=list)
+    seed: int = 0
+    height: int = 0
+    width: int = 0
+    num_frames: int = 0
+    num_inference_steps: int = 0
+    guidance_scale: float = 0.0
+    fps: float = 0.0
+    output: str | None = None  # path relative to the output folder
+    fingerprint: str = ""
+    error: str | None = None
+
+    @property
+    def shape(self) -> tuple:
+        """Units with equal shapes can share one batched forward pass."""
+        return (self.height, self.width, self.num_frames, self.num_inference_steps, self.guidance_scale,
+                len(self.entities))
+
+
+@dataclass
+class Manifest:
+    path: Path
+    model: str | None
+    jobs: list[Job]  # units, in manifest order
+
+    @property
+    def valid(self) -> list[Job]:
+        return [j for j in self.jobs if j.error is None]
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """Read, validate and expand a manifest (``.yaml``/``.yml`` or ``.jsonl``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"manifest {path} does not exist: pass a .yaml or .jsonl job file")
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        data = _read_yaml(path)
+    elif suffix in (".jsonl", ".ndjson"):
+        data = _read_jsonl(path)
+    else:
+        raise InputError(f"manifest {path}: unknown format {suffix or '(no extension)'!r}; use .yaml, .yml or .jsonl")
+    return parse_manifest(data, base=path.parent, source=str(path))
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"manifest {path}{where} is not valid YAML: fix the syntax") from None
+    except UnicodeDecodeError:
+        raise InputError(f"manifest {path} is not UTF-8 text; save it as UTF-8") from None
+    if not isinstance(data, dict):
+        raise InputError(f"manifest {path} must be a mapping with a 'jobs' list; got {type(data).__name__}")
+    return data
+
+
+def _read_jsonl(path: Path) -> dict:
+    header: dict = {}
+    jobs: list = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"manifest {path} is not UTF-8 text; save it as UTF-8") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"manifest {path} line {number}: not valid JSON ({error.msg}); one JSON object a line") from None
+        if not isinstance(obj, dict):
+            raise InputError(f"manifest {path} line {number}: expected a JSON object; got {type(obj).__name__}")
+        if not jobs and not header and "prompt" not in obj and set(obj) <= set(HEADER_KEYS):
+            header = obj
+        else:
+            jobs.append(obj)
+    return {**header, "jobs": jobs}
+
+
+def parse_manifest(data: dict, *, base: str | os.PathLike = ".", source: str = "manifest") -> Manifest:
+    """A parsed manifest object → :class:`Manifest` with one :class:`Job` per (job, seed)."""
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        raise InputError(f"{source}: unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(TOP_KEYS)}")
+    if data.get("version", 1) != 1:
+        raise InputError(f"{source}: version {data['version']!r} is not supported; this tora2 reads version 1")
+    model = data.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InputError(f"{source}: model must be a path (string) or null; got {json.dumps(model)}")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise InputError(f"{source}: defaults must be a mapping of job fields; got {type(defaults).__name__}")
+    bad = sorted(k for k in defaults if k not in JOB_KEYS or k in ("name", "output"))
+    if bad:
+        allowed = ", ".join(k for k in JOB_KEYS if k not in ("name", "output"))
+        raise InputError(f"{source}: defaults has unknown or per-job key(s) {', '.join(bad)}; allowed: {allowed}")
+    jobs = data.get("jobs")
+    if not isinstance(jobs, list) or not jobs:
+        raise InputError(f"{source}: needs a non-empty 'jobs' list; add at least one job with a prompt")
+    base = Path(base)
+    if model is not None and not os.path.isabs(model) and (base / model).exists():
+        model = str(base / model)
+
+    units: list[Job] = []
+    names: set[str] = set()
+    for i, raw in enumerate(jobs):
+        name = f"job{i + 1:03d}"
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str) and NAME_PATTERN.match(raw["name"]):
+            name = raw["name"]
+        if name in names:
+            raise InputError(f"{source}: job name {name!r} is used twice; give every job its own name")
+        names.add(name)
+        where = f"{source}, job {name!r}"
+        try:
+            units.extend(_expand_job(raw, name, defaults, base, where, model, first_index=len(units)))
+        except InputError as error:
+            message = str(error).splitlines()[0]
+            if not message.startswith(where):
+                message = f"{where}: {message}"  # errors from the track readers name the file only
+            fingerprint = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            units.append(Job(id=name, name=name, index=len(units), fingerprint=fingerprint,
+                             error=message))
+
+    outputs: dict[str, str] = {}
+    for unit in units:
+        if unit.output is None:
+            continue
+        if unit.output in outputs:
+            raise InputError(
+                f"{source}: jobs {outputs[unit.output]!r} and {unit.id!r} both write {unit.output}; "
+                "give them different 'output' names (use {seed} for several seeds)"
+            )
+        outputs[unit.output] = unit.id
+    return Manifest(path=Path(source), model=model, jobs=units)
+
+
+# ---------------------------------------------------------------------------------------------- one job
+
+
+def _expand_job(raw, name: str, defaults: dict, base: Path, where: str, model: str | None, first_index: int) -> list[Job]:
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: a job must be a mapping with a prompt; got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(JOB_KEYS))
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(JOB_KEYS)}")
+    if "name" in raw and not (isinstance(raw["name"], str) and NAME_PATTERN.match(raw["name"])):
+        raise InputError(f"{where}: name {raw['name']!r} must be letters, digits, '.', '_' or '-', starting with a letter or digit")
+    merged = {**BUILTIN_DEFAULTS, **defaults, **raw}
+    if "seed" in raw or ("seed" in defaults and "seeds" not in raw):
+        if "seeds" in raw and "seed" in raw:
+            raise InputError(f"{where}: give either seed or seeds, not both")
+        merged["seeds"] = [merged["seed"]]
+
+    prompt = merged.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError(f"{where}: prompt is missing or empty; write what the video shows")
+    negative = merged.get("negative_prompt")
+    if negative is not None and not isinstance(negative, str):
+        raise InputError(f"{where}: negative_prompt must be text; got {json.dumps(negative)}")
+    height = _integer(merged["height"], where, "height", 8, MAX_SIDE)
+    width = _integer(merged["width"], where, "width", 8, MAX_SIDE)
+    num_frames = _integer(merged["num_frames"], where, "num_frames", 2, MAX_FRAMES)
+    steps = _integer(merged["num_inference_steps"], where, "num_inference_steps", 1, 10_000)
+    guidance = _number(merged["guidance_scale"], where, "guidance_scale", 0.0)
+    fps = _number(merged["fps"], where, "fps", 1e-3)
+    seeds = merged["seeds"]
+    if not isinstance(seeds, list) or not seeds:
+        raise InputError(f"{where}: seeds must be a non-empty list of integers, e.g. seeds: [0, 1]")
+    seeds = [_integer(s, where, "seed", 0, 2**63 - 1) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"{where}: seeds {seeds} repeat a value; each seed makes one video")
+
+    entities_raw = merged.get("entities") or []
+    if not isinstance(entities_raw, list):
+        raise InputError(f"{where}: entities must be a list of {{text, image, path, kind}}; got {type(entities_raw).__name__}")
+    entities = [
+        _entity(e, base, f"{where}, entities[{k}]", num_frames=num_frames, height=height, width=width, fps=fps)
+        for k, e in enumerate(entities_raw)
+    ]
+    output = merged.get("output", name)
+    if not isinstance(output, str) or not output.strip():
+        raise InputError(f"{where}: output must be a file name such as {name}.mp4")
+
+    files = sorted({p for e in entities_raw if isinstance(e, dict) for p in _files_of(e, base)})
+    record = {
+        "model": model, "prompt": prompt, "negative_prompt": negative, "height": height, "width": width,
+        "num_frames": num_frames, "num_inference_steps": steps, "guidance_scale": guidance, "fps": fps,
+        "entities": entities_raw, "files": {f: _file_digest(f) for f in files},
+    }
+    units = []
+    for k, seed in enumerate(seeds):
+        unit_output = _output_name(output, seed, several=len(seeds) > 1, where=where)
+        fingerprint = hashlib.sha256(json.dumps({**record, "seed": seed}, sort_keys=True, default=str).encode()).hexdigest()
+        units.append(Job(
+            id=f"{name}:seed{seed}", name=name, index=first_index + k, prompt=prompt.strip(),
+            negative_prompt=negative, entities=entities, seed=seed, height=height, width=width,
+            num_frames=num_frames, num_inference_steps=steps, guidance_scale=guidance, fps=fps,
+            output=unit_output, fingerprint=fingerprint[:16],
+        ))
+    return units
+
+
+def _output_name(output: str, seed: int, *, several: bool, where: str) -> str:
+    if "{seed}" in output:
+        output = output.replace("{seed}", str(seed))
+    elif several:
+        stem, suffix = os.path.splitext(output)
+        output = f"{stem}_seed{seed}{suffix}"
+    if not output.lower().endswith(VIDEO_SUFFIX):
+        output += VIDEO_SUFFIX
+    parts = Path(output).parts
+    if os.path.isabs(output) or ".." in parts or any(p.startswith(".") for p in parts):
+        raise InputError(f"{where}: output {output!r} must be a relative path inside --out without '..' or hidden names")
+    return Path(output).as_posix()
+
+
+def _entity(raw, base: Path, where: str, *, num_frames: int, height: int, width: int, fps: float) -> EntityJob:
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: an entity must be a mapping with text, image, path, kind; got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(ENTITY_KEYS))
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(ENTITY_KEYS)}")
+    text, image, kind = raw.get("text"), raw.get("image"), raw.get("kind")
+    if image is not None:
+        if not isinstance(image, str) or not image.strip():
+            raise InputError(f"{where}: image must be a file or entity-directory path; got {json.dumps(image)}")
+        image = str(_resolve(image, base))
+        if not Path(image).exists():
+            raise InputError(f"{where}: image {image} does not exist; fix the path (relative paths start at the manifest's folder)")
+    trajectory = visible = None
+    if raw.get("path") is not None:
+        track = _track(raw["path"], base, where, num_frames=num_frames, height=height, width=width, fps=fps)
+        trajectory, visible = track.points, track.visible
+        text = text if text is not None else track.text  # the track file's metadata fills the gaps
+        kind = kind if kind is not None else track.kind
+        if "image" not in raw and track.image is not None:  # ``image: null`` opts out
+            image = track.image  # load_tracks resolved it against the track file's folder
+            if not Path(image).exists():
+                raise InputError(f"{where}: the track file names image {image}, which does not exist; fix it or set image here")
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"{where}: text is missing; give the entity's phrase from the prompt, e.g. text: a red balloon")
+    kind = "auto" if kind is None else kind
+    if kind not in KINDS:
+        raise InputError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    return EntityJob(text=text.strip(), image=image, kind=kind, trajectory=trajectory, visible=visible)
+
+
+def _track(value, base: Path, where: str, *, num_frames: int, height: int, width: int, fps: float):
+    """``file[#id]`` (json, txt, npy) or an inline track.json path object in output pixels."""
+    from tora2.trajectory import load_tracks, tracks_from_json
+
+    if isinstance(value, dict):
+        data = {"version": 1, "canvas": {"width": width, "height": height}, "entities": [{"id": "path", "path": value}]}
+        return tracks_from_json(data, num_frames=num_frames, height=height, width=width, fps=fps, source=f"{where}, path")[0]
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{where}: path must be a track file ('tracks.json#cat') or a {{points: ...}} mapping; got {json.dumps(value)}")
+    file, _, selector = value.partition("#")
+    tracks = load_tracks(_resolve(file, base), num_frames=num_frames, height=height, width=width, fps=fps)
+    if selector:
+        chosen = [t for t in tracks if t.id == selector]
+        if not chosen and selector.isdigit() and int(selector) < len(tracks):
+            chosen = [tracks[int(selector)]]
+        if not chosen:
+            ids = ", ".join(t.id for t in tracks)
+            raise InputError(f"{where}: {file} has no entity {selector!r}; its entities are {ids}")
+        return chosen[0]
+    if len(tracks) != 1:
+        ids = ", ".join(t.id for t in tracks)
+        raise InputError(f"{where}: {file} holds {len(tracks)} entities ({ids}); pick one with '{file}#<id>'")
+    return tracks[0]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _resolve(path: str, base: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _files_of(entity: dict, base: Path) -> list[str]:
+    files = []
+    for key in ("image", "path"):
+        value = entity.get(key)
+        if isinstance(value, str) and value.strip():
+            resolved = _resolve(value.partition("#")[0] if key == "path" else value, base)
+            if resolved.is_file():
+                files.append(str(resolved))
+            elif resolved.is_dir():
+                files.extend(str(p) for p in sorted(resolved.iterdir()) if p.is_file())
+    return files
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _integer(value, where: str, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise InputError(f"{where}: {name} must be a whole number; got {json.dumps(value)}")
+    value = int(value)
+    if not low <= value <= high:
+        raise InputError(f"{where}: {name} = {value} is out of range; use {low}..{high}")
+    return value
+
+
+def _number(value, where: str, name: str, low: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{where}: {name} must be a number; got {json.dumps(value)}")
+    if value < low:
+        raise InputError(f"{where}: {name} = {value:g} is below {low:g}; use a value of at least {low:g}")
+    return float(value)
+
+
+__all__ = ["EntityJob", "Job", "Manifest", "parse_manifest", "read_manifest"]

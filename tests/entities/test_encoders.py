@@ -44,7 +44,7 @@ def test_shapes_and_properties(backend):
     tokens = encoder.encode(x)
     assert tokens.shape == (3, 17, 16)
     assert (encoder.out_dim, encoder.image_size, encoder.grid_size, encoder.num_tokens) == (16, 32, 4, 17)
-    assert encoder.encoder_id.startswith(f"{backend}:tiny:32:")
+    assert encoder.encoder_id.startswith(f"{backend}:tiny:32:float32:")
     assert not any(p.requires_grad for p in encoder.parameters())
 
 
@@ -109,7 +109,7 @@ def test_dinov2_from_local_transformers_folder(tmp_path):
     with torch.no_grad():
         expected = model(pixel_values=x).last_hidden_state
     torch.testing.assert_close(encoder.encode(x), expected)
-    assert encoder.encoder_id.startswith("dinov2:dinov2-tiny:32:")
+    assert encoder.encoder_id.startswith("dinov2:dinov2-tiny:32:float32:")
     with pytest.raises(InputError, match="cannot load DINOv2"):
         SemanticImageEncoder.from_dinov2(tmp_path / "missing")
 

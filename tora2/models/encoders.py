@@ -148,7 +148,10 @@ class SemanticImageEncoder(ModelMixin, ConfigMixin):
 
     @property
     def encoder_id(self) -> str:
-        """``backend:model_name:size:<hash of config and weights>``; changes whenever outputs could."""
+        """``backend:model_name:size:dtype:<hash of config and weights>``; changes whenever outputs could.
+
+        The weight hash is computed once and kept: the encoder is frozen.
+        """
         if self._fingerprint is None:
             config = {k: v for k, v in self.config.items() if not k.startswith("_")}  # drop _diffusers_version etc.
             digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
@@ -156,7 +159,8 @@ class SemanticImageEncoder(ModelMixin, ConfigMixin):
                 digest.update(name.encode())
                 digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
             self._fingerprint = digest.hexdigest()[:16]
-        return f"{self.config.backend}:{self.config.model_name}:{self.image_size}:{self._fingerprint}"
+        dtype = str(self.dtype).replace("torch.", "")  # fp16 outputs differ from fp32 ones
+        return f"{self.config.backend}:{self.config.model_name}:{self.image_size}:{dtype}:{self._fingerprint}"
 
     def train(self, mode: bool = True):  # frozen: always eval
         return super().train(False)
@@ -223,6 +227,7 @@ class SemanticImageEncoder(ModelMixin, ConfigMixin):
                 "pass the model name the checkpoint was trained with"
             ) from error
         encoder.visual.load_state_dict(model.visual.state_dict())
+        encoder._fingerprint = None  # weights changed
         return encoder
 
     @classmethod
@@ -240,6 +245,7 @@ class SemanticImageEncoder(ModelMixin, ConfigMixin):
         config = model.config.to_dict()
         encoder = cls(backend="dinov2", model_name=Path(str(path)).name, image_size=image_size, dinov2_config=config)
         encoder.dinov2.load_state_dict(model.state_dict())
+        encoder._fingerprint = None  # weights changed
         return encoder
 
     @classmethod

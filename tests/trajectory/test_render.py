@@ -139,3 +139,15 @@ def test_latent_positions():
     assert positions.dtype == np.float32 and seen.tolist() == [True, False, True, True]
     with pytest.raises(InputError, match=r"visible must be \(10,\)"):
         latent_positions(points, visible[:3], 4, height=50, width=100)
+
+
+def test_joint_and_per_entity_flows():
+    from tora2.trajectory import Track, render_track_flows
+
+    a = Track("a", None, None, "auto", np.array([[5.0, 5.0], [7.0, 5.0], [9.0, 6.0]]), np.ones(3, bool))
+    b = Track("b", None, None, "auto", np.array([[40.0, 30.0], [40.0, 27.0], [41.0, 25.0]]), np.array([True, True, False]))
+    joint, (flow_a, flow_b) = render_track_flows([a, b], 48, 64)
+    np.testing.assert_array_equal(joint, render_flow([a.points, b.points], 48, 64, [a.visible, b.visible]))
+    np.testing.assert_array_equal(flow_b, render_flow([b.points], 48, 64, [b.visible]))
+    np.testing.assert_allclose(joint, flow_a + flow_b, atol=1e-6)  # no shared pixel: the blur is linear
+    assert not flow_b[2].any() and flow_b[1].any()

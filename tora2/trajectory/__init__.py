@@ -8,7 +8,7 @@ from tora2.trajectory.importers import load_tracks, read_tora_txt, tora_resample
 from tora2.trajectory.interpolate import interpolate_keyframes, resample_points
 from tora2.trajectory.latent import latent_positions
 from tora2.trajectory.paths import bounce, circle, figure_eight, line, random_smooth, spiral, zigzag
-from tora2.trajectory.render import blur_parameters, flow_to_image, flow_to_rgb, render_flow
+from tora2.trajectory.render import blur_parameters, flow_to_image, flow_to_rgb, render_flow, render_track_flows
 
 __all__ = [
     "Track",
@@ -26,6 +26,7 @@ __all__ = [
     "random_smooth",
     "read_tora_txt",
     "render_flow",
+    "render_track_flows",
     "resample_points",
     "spiral",
     "tora_resample",

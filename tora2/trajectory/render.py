@@ -223,3 +223,14 @@ def flow_to_image(flow: np.ndarray) -> np.ndarray:
 def flow_to_rgb(flow: np.ndarray) -> np.ndarray:
     """(F, H, W, 2) flow → (F, H, W, 3) float32 in [−1, 1] (``image / 127.5 − 1``), ready for the VAE."""
     return flow_to_image(flow).astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+def render_track_flows(
+    tracks: list, height: int, width: int, sigma: float | None = None, kernel_size: int | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The joint flow of all :class:`~tora2.trajectory.format.Track` s (for the motion-guidance fuser)
+    and each entity's own flow (for its motion tokens): ((F, H, W, 2), [(F, H, W, 2)] * E)."""
+    options = dict(sigma=sigma, kernel_size=kernel_size)
+    joint = render_flow([t.points for t in tracks], height, width, [t.visible for t in tracks], **options)
+    each = [render_flow([t.points], height, width, [t.visible], **options) for t in tracks]
+    return joint, each

@@ -93,7 +93,10 @@ def test_entity_conditions_rejects_wrong_path_length(tiny_components):
 def test_frame_and_size_rules_name_allowed_values(tiny_components):
     vae = tiny_components["vae"]
     check_frame_size(vae, 2, 9, 64, 48)
-    with pytest.raises(InputError, match=r"num_frames 10 .* 4k\+1 .* e.g. 9 or 13"):
+    check_frame_size(vae, 2, 17, 64, 64)
+    with pytest.raises(InputError, match=r"num_frames 10 .* 8k\+1 .* e.g. 9 or 17"):
         check_frame_size(vae, 2, 10, 64, 64)
+    with pytest.raises(InputError, match=r"num_frames 13 .* 8k\+1"):
+        check_frame_size(vae, 2, 13, 64, 64)
     with pytest.raises(InputError, match="width 40 .* multiple of 16"):
         check_frame_size(vae, 2, 9, 64, 40)

@@ -119,13 +119,16 @@ def phrase_token_embeds(
 
 # ------------------------------------------------------------------------------------------ flow
 def check_frame_size(vae, patch_size: int, num_frames: int, height: int, width: int) -> None:
-    """Frames 4k+1 and sizes multiples of 8·patch_size (for CogVideoX's VAE); one line naming the fix."""
+    """Frames 8k+1 and sizes multiples of 8·patch_size (CogVideoX's VAE); one line naming the fix."""
     temporal, spatial = vae_compression(vae)
-    if num_frames < 1 or (num_frames - 1) % temporal:
-        below = (num_frames - 1) // temporal * temporal + 1
+    # CogVideoX's VAE decodes latent frames in pairs after a leading odd one: only an odd latent
+    # count (num_frames = 2·temporal·k + 1, i.e. 8k+1 for 4×) decodes back to num_frames frames.
+    step = 2 * temporal
+    if num_frames < 1 or (num_frames - 1) % step:
+        below = (num_frames - 1) // step * step + 1
         raise InputError(
-            f"num_frames {num_frames} cannot be produced: it must be {temporal}k+1 (temporal compression {temporal}), "
-            f"e.g. {max(1, below)} or {below + temporal}"
+            f"num_frames {num_frames} cannot be produced: it must be {step}k+1 (temporal compression {temporal}, "
+            f"odd latent frame count), e.g. {max(1, below)} or {below + step}"
         )
     multiple = spatial * patch_size
     for name, value in (("height", height), ("width", width)):

@@ -1,0 +1,176 @@
+import numpy as np
+import pytest
+import torch
+from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+
+from tests.models.tiny import COGVIDEOX_KEYS, perturb
+from tora2.errors import InputError
+from tora2.pipelines.components import build_tiny_components
+from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+from tora2.specs import EntitySpec, EntityTokens
+
+F, H, W = 9, 32, 32
+STEPS = 2
+
+
+def line(x0, y0, x1, y1):
+    return np.stack([np.linspace(x0, x1, F), np.linspace(y0, y1, F)], 1)
+
+
+def sprite(color):
+    image = np.zeros((24, 24, 4), np.uint8)
+    image[..., :3] = color
+    image[4:20, 4:20, 3] = 255
+    return image
+
+
+def make_pipeline(trained=True, seed=0):
+    """Tiny pipeline; ``trained`` perturbs the zero-initialised Tora/Tora2 parts so they act."""
+    components = build_tiny_components("tiny", seed=seed)
+    if trained:
+        transformer = components["transformer"]
+        perturb([p for n, p in transformer.named_parameters() if transformer.part_of(n) != "cogvideox"], scale=0.3)
+    pipe = Tora2Pipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return make_pipeline()
+
+
+def entities():
+    return [
+        EntitySpec("cat", image=sprite((220, 120, 20)), trajectory=line(4, 4, 28, 28)),
+        EntitySpec("dog", image=sprite((20, 80, 220)), trajectory=line(28, 4, 4, 28)),
+    ]
+
+
+def run(pipe, prompt="a cat chases a dog", seed=0, **kwargs):
+    kwargs = {"entities": entities(), "num_frames": F, "height": H, "width": W, "num_inference_steps": STEPS, **kwargs}
+    return pipe(prompt, generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+def test_output_shape_and_step_timings(pipe):
+    out = run(pipe)
+    assert out.frames.shape == (1, F, H, W, 3)
+    assert out.frames.min() >= 0 and out.frames.max() <= 1
+    assert len(out.step_seconds) == STEPS
+
+
+def test_same_seed_same_video_other_seed_differs(pipe):
+    a, b, c = run(pipe, seed=1).frames, run(pipe, seed=1).frames, run(pipe, seed=2).frames
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_batch_of_two_prompts_equals_two_runs(pipe):
+    prompts = ["a cat chases a dog", "a dog runs left"]
+    generators = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]
+    kwargs = dict(entities=entities(), num_frames=F, height=H, width=W, num_inference_steps=STEPS)
+    batched = pipe(prompts, generator=generators, **kwargs).frames
+    one = run(pipe, prompts[0], seed=5).frames[0]
+    two = run(pipe, prompts[1], seed=6).frames[0]
+    np.testing.assert_allclose(batched[0], one, atol=1e-5)
+    np.testing.assert_allclose(batched[1], two, atol=1e-5)
+
+
+def test_conditions_change_the_video(pipe):
+    base = run(pipe).frames
+    moved = run(pipe, entities=[EntitySpec("cat", image=sprite((220, 120, 20)), trajectory=line(28, 28, 4, 4))]).frames
+    assert not np.allclose(base, moved, atol=1e-4)
+    guided = run(pipe, reference_guidance_scale=2.0, trajectory_guidance_scale=2.0).frames
+    assert not np.allclose(base, guided, atol=1e-4)
+
+
+def test_precomputed_tokens_equal_image_encoding(pipe):
+    ents = entities()
+    with_tokens = pipe.encode_entity_images(ents)
+    assert all(isinstance(e.tokens, EntityTokens) for e in with_tokens)
+    assert with_tokens[0].tokens.semantic.shape == (17, 32) and with_tokens[0].tokens.identity.shape == (16, 32)
+    assert np.array_equal(run(pipe, entities=with_tokens).frames, run(pipe).frames)
+
+
+def test_no_entities_equals_diffusers_cogvideox_pipeline():
+    pipe = make_pipeline(trained=False)
+    cfg = pipe.transformer.config
+    base = CogVideoXTransformer3DModel(**{k: cfg[k] for k in COGVIDEOX_KEYS}).eval()
+    own = pipe.transformer.state_dict()
+    base.load_state_dict({k: own[k] for k in base.state_dict()})
+    reference = CogVideoXPipeline(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
+                                  transformer=base, scheduler=pipe.scheduler)
+    reference.set_progress_bar_config(disable=True)
+    kwargs = dict(num_frames=F, height=H, width=W, num_inference_steps=3, guidance_scale=6.0, output_type="np")
+    ours = pipe("a red fox", max_sequence_length=32, generator=torch.Generator().manual_seed(3), **kwargs).frames
+    theirs = reference("a red fox", max_sequence_length=32, generator=torch.Generator().manual_seed(3), **kwargs).frames
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)  # float32 rounding of a differently ordered forward
+    # DDIM too, and the dynamic CFG schedule.
+    pipe.scheduler = reference.scheduler = CogVideoXDDIMScheduler.from_config(pipe.scheduler.config)
+    kwargs["use_dynamic_cfg"] = True
+    ours = pipe("a red fox", max_sequence_length=32, generator=torch.Generator().manual_seed(3), **kwargs).frames
+    theirs = reference("a red fox", max_sequence_length=32, generator=torch.Generator().manual_seed(3), **kwargs).frames
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)  # float32 rounding of a differently ordered forward
+
+
+def test_save_load_round_trip(tmp_path, pipe):
+    pipe.save_pretrained(tmp_path)
+    assert (tmp_path / "model_index.json").is_file() and (tmp_path / "transformer" / "config.json").is_file()
+    loaded = Tora2Pipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.transformer).__name__ == "Tora2Transformer3DModel"
+    assert np.array_equal(run(loaded).frames, run(pipe).frames)
+
+
+def test_memory_modes_on_cpu(pipe):
+    reference = run(pipe, ["a cat chases a dog"] * 2).frames
+    pipe.vae.enable_slicing()
+    try:
+        np.testing.assert_allclose(run(pipe, ["a cat chases a dog"] * 2).frames, reference, atol=1e-5)
+    finally:
+        pipe.vae.disable_slicing()
+    pipe.vae.enable_tiling(tile_sample_min_height=16, tile_sample_min_width=16,
+                           tile_overlap_factor_height=0.5, tile_overlap_factor_width=0.5)
+    try:
+        tiled = run(pipe).frames
+    finally:
+        pipe.vae.disable_tiling()
+    assert tiled.shape == (1, F, H, W, 3) and np.isfinite(tiled).all()
+
+
+def test_bf16_weights_run():
+    pipe = make_pipeline().to(torch.bfloat16)
+    out = run(pipe, output_type="latent")
+    assert out.frames.dtype == torch.bfloat16 and out.frames.shape == (1, 3, 4, 4, 4)
+    assert torch.isfinite(out.frames.float()).all()
+
+
+def test_model_cpu_offload_on_cpu_matches():
+    pipe = make_pipeline()
+    reference = run(pipe).frames
+    pipe.enable_model_cpu_offload(device="cpu")  # hooks move each model to the execution device in turn
+    np.testing.assert_allclose(run(pipe).frames, reference, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="sequential offload needs an accelerator (on CPU accelerate leaves meta tensors)")
+def test_sequential_offload_on_gpu():
+    pipe = make_pipeline()
+    reference = run(pipe).frames
+    pipe.enable_sequential_cpu_offload()
+    np.testing.assert_allclose(run(pipe).frames, reference, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_frames": 10}, "num_frames 10 cannot be produced"),
+        ({"height": 40}, "height 40 cannot be produced"),
+        ({"entities": [EntitySpec("x", trajectory=np.zeros((F, 2)))] * 5}, "5 entities given but this model supports at most 4"),
+        ({"entities": [EntitySpec("x", trajectory=np.zeros((3, 2)))]}, r"trajectory is \(3, 2\); expected \(9, 2\)"),
+        ({"output_type": "gif"}, "output_type 'gif' is not supported"),
+        ({"num_inference_steps": 0}, "num_inference_steps is 0"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(pipe, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        run(pipe, **kwargs)

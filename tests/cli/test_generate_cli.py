@@ -1,0 +1,163 @@
+"""``tora2 generate`` through a Typer app that registers the real command: files, exit codes, messages."""
+
+import json
+import os
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from cli import generate as generate_cli
+from tora2.trajectory import Track, write_track_json
+
+F, H, W = 9, 32, 32
+runner = CliRunner()
+app = typer.Typer()
+
+
+@app.callback()
+def _root():
+    """Local app: `tora2 generate` is registered in cli/main.py by the maintainer."""
+
+
+app.command("generate")(generate_cli.generate)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from tora2.pipelines.components import build_tiny_components
+    from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+
+    directory = tmp_path_factory.mktemp("model")
+    Tora2Pipeline(**build_tiny_components("tiny", seed=0)).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
+def scene(tmp_path, monkeypatch):
+    """Two sprite images and their single-path track files; the entity cache inside tmp_path."""
+    monkeypatch.setenv("TORA2_CACHE", str(tmp_path / "cache"))
+    files = {}
+    for name, color, start, end in (("cat", (230, 120, 20), (4, 4), (28, 28)), ("dog", (20, 90, 230), (28, 4), (4, 28))):
+        image = np.zeros((40, 40, 4), np.uint8)
+        image[..., :3] = color
+        image[8:32, 8:32, 3] = 255
+        Image.fromarray(image, "RGBA").save(tmp_path / f"{name}.png")
+        points = np.stack([np.linspace(start[0], end[0], F), np.linspace(start[1], end[1], F)], 1)
+        track = Track(id=name, text=None, image=f"{name}.png", kind="object", points=points, visible=np.ones(F, bool))
+        write_track_json([track], tmp_path / f"{name}.json", height=H, width=W)
+        files[name] = track
+    both = [Track(**{**t.__dict__, "text": n}) for n, t in files.items()]
+    write_track_json(both, tmp_path / "both.json", height=H, width=W)
+    return tmp_path
+
+
+def invoke(model_dir, *args):
+    size = ["--frames", F, "--height", H, "--width", W, "--steps", 2, "--model", model_dir]
+    return runner.invoke(app, ["generate", *map(str, [*size, *args])])
+
+
+def pair_args(scene):
+    return ["--entity", scene / "cat.png", "--path", scene / "cat.json", "--text", "cat",
+            "--entity", scene / "dog.png", "--path", scene / "dog.json", "--text", "dog"]
+
+
+def test_mp4_with_overlay_and_sidecar(model_dir, scene):
+    out = scene / "out.mp4"
+    result = invoke(model_dir, "--prompt", "a cat chases a dog", *pair_args(scene), "--seed", 7, "-o", out, "--overlay")
+    assert result.exit_code == 0, result.output
+    video = iio.imread(out)
+    assert video.shape == (F, H, W, 3)
+    assert iio.imread(scene / "out.overlay.mp4").shape == (F, H, W, 3)
+    sidecar = json.loads((scene / "out.mp4.json").read_text())
+    assert sidecar["prompt"] == "a cat chases a dog" and sidecar["seed"] == 7
+    assert (sidecar["num_frames"], sidecar["height"], sidecar["width"]) == (F, H, W)
+    assert [e["text"] for e in sidecar["entities"]] == ["cat", "dog"]
+    assert sidecar["entities"][0]["points"][0] == [4.0, 4.0]
+    assert sidecar["model"] == str(model_dir) and len(sidecar["timings"]["step_s"]) == 2
+    assert {"torch", "diffusers", "transformers", "tora2"} <= set(sidecar["versions"])
+    assert sorted(p.name for p in scene.iterdir() if p.name.startswith(("out", ".out"))) == [
+        "out.mp4", "out.mp4.json", "out.overlay.mp4"]  # no temporary files left
+
+
+def test_same_seed_same_frames_and_gif(model_dir, scene):
+    args = ["--prompt", "a cat", "--entity", scene / "cat.png", "--path", scene / "cat.json", "--seed", 3]
+    assert invoke(model_dir, *args, "-o", f"{scene / 'a'}/").exit_code == 0
+    assert invoke(model_dir, *args, "-o", f"{scene / 'b'}/").exit_code == 0
+    a = sorted((scene / "a").glob("frame_*.png"))
+    assert len(a) == F
+    for pa in a:
+        assert np.array_equal(iio.imread(pa), iio.imread(scene / "b" / pa.name))
+    assert json.loads((scene / "a" / "generation.json").read_text())["entities"][0]["text"] == "cat"
+    result = invoke(model_dir, *args, "-o", scene / "a.gif")
+    assert result.exit_code == 0, result.output
+    assert iio.imread(scene / "a.gif").shape[:3] == (F, H, W)
+
+
+def test_tracks_file_describes_all_entities(model_dir, scene):
+    result = invoke(model_dir, "--prompt", "a cat and a dog", "--tracks", scene / "both.json", "--seed", 1, "-o", scene / "t.mp4")
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((scene / "t.mp4.json").read_text())
+    assert [e["text"] for e in sidecar["entities"]] == ["cat", "dog"]
+    assert sidecar["entities"][1]["image"] == str(scene / "dog.png")
+
+
+def test_dry_run_prints_plan_and_writes_nothing(model_dir, scene):
+    result = invoke(model_dir, "--prompt", "a cat chases a dog", *pair_args(scene), "--seed", 1, "-o", scene / "dry.mp4", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "entities: 2" in result.stdout and "[1] 'dog' kind=object" in result.stdout
+    assert f"{F} frames, {W}x{H} (WxH)" in result.stdout
+    assert not list(scene.glob("dry*"))
+
+
+def test_embedded_default_model_warns_once(scene, monkeypatch, caplog):
+    monkeypatch.setenv("TORA2_MODEL_CACHE", str(scene / "models"))
+    monkeypatch.setattr("tora2.pipelines.embedded._warned", False)
+    monkeypatch.setattr("tora2.pipelines.embedded.has_trained_embedded", lambda: False)
+    result = runner.invoke(app, ["generate", "--prompt", "a cat", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "model:    tora2-embedded-untrained" in result.stdout and "9 frames, 128x128" in result.stdout
+    assert [r.message for r in caplog.records if "untrained" in r.message] == [
+        "the default model is untrained (tiny random weights): videos are noise; pass --model DIR for a real model"]
+    assert (next((scene / "models").iterdir()) / "model_index.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--entity", "{s}/cat.png"], "1 --entity and 0 --path given"),
+        (["--entity", "{s}/cat.png", "--path", "{s}/cat.json", "--text", "a", "--text", "b"], "2 --text value(s) for 1 --entity"),
+        (["--entity", "{s}/nope.png", "--path", "{s}/cat.json"], "--entity image {s}/nope.png does not exist"),
+        (["--entity", "{s}/cat.png", "--path", "{s}/cat.json", "--kind", "robot"], "--kind 'robot' is not one of"),
+        (["--entity", "{s}/cat.png", "--path", "{s}/both.json"], "holds 2 paths"),
+        (["--tracks", "{s}/both.json", "--entity", "{s}/cat.png"], "either --tracks FILE or --entity/--path"),
+        (["--frames", "10"], "num_frames 10 cannot be produced: it must be 8k+1"),
+        (["--width", "40"], "width 40 cannot be produced: it must be a positive multiple of 16"),
+        (["-o", "{s}/out.avi"], "format '.avi' is not supported"),
+        (["-o", "{s}/cat.png/out.mp4"], "cannot be written"),
+        (["--offload", "disk"], "--offload 'disk' is not one of model, sequential"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(model_dir, scene, args, message):
+    args = [a.format(s=scene) for a in args]
+    before = sorted(p.name for p in scene.iterdir())
+    result = invoke(model_dir, "--prompt", "a cat", "-o", scene / "out.mp4", *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert message.format(s=scene) in result.stderr
+    assert sorted(p.name for p in scene.iterdir()) == before
+
+
+def test_unknown_model_and_too_many_entities(model_dir, scene):
+    result = invoke(scene / "no-model", "--prompt", "a cat")
+    assert result.exit_code == 2 and "model directory" in result.stderr and "does not exist" in result.stderr
+    five = []
+    for _ in range(5):
+        five += ["--entity", scene / "cat.png", "--path", scene / "cat.json"]
+    result = invoke(model_dir, "--prompt", "cats", *five, "-o", scene / "five.mp4")
+    assert result.exit_code == 2
+    assert "5 entities given but model" in result.stderr and "supports at most 4" in result.stderr
+    assert not (scene / "five.mp4").exists()

@@ -131,7 +131,7 @@ def test_losses_decrease_over_50_steps(tmp_path, manifest):
     # No dropout: every step has text, references and trajectories, so the contrastive term is defined.
     cfg = config(tmp_path, manifest, max_steps=50, **{
         "optim.learning_rate": 1e-3, "data.caption_dropout": 0.0, "data.reference_dropout": 0.0,
-        "data.trajectory_dropout": 0.0, "batch_size": 3, "stage": "tora2", "train_trajectory": True})
+        "data.trajectory_dropout": 0.0, "batch_size": 3, "stage": "tora2"})
     result = run(cfg)
     first, last = result.losses[:10], result.losses[-10:]
     assert sum(last) / 10 < sum(first) / 10

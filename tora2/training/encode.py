@@ -76,6 +76,8 @@ class SampleEncoder:
         self.semantic_dim = personalization.config.semantic_dim if personalization is not None else 1
         self.object_dim = personalization.config.object_dim if personalization is not None else 1
         self.face_dim = personalization.config.face_dim if personalization is not None else 1
+        if entity_encoder is None and components.get("image_encoder") is not None:
+            entity_encoder = pipeline_entity_encoder(components)
         self.entity_encoder = entity_encoder
         self.max_phrase_tokens = max_phrase_tokens
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -214,6 +216,24 @@ class SampleEncoder:
         else:
             encoded["flow"] = encoded["null_flow"]
         return encoded
+
+
+def pipeline_entity_encoder(components: dict) -> EntityEncoder:
+    """The pipeline's own fallback (``Tora2Pipeline.encode_entity_images``: semantic tokens + pooled
+    patch tokens from ``image_encoder``), so training without the ``entities`` package conditions as
+    ``Tora2Pipeline`` does on entity images given without tokens."""
+    from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+    from tora2.specs import EntitySpec
+
+    keys = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler", "personalization", "image_encoder")
+    pipe = Tora2Pipeline(**{k: components.get(k) for k in keys})
+
+    def encode(entity) -> EntityTokens:
+        spec = EntitySpec(text=entity.text, image=entity.reference, kind="object")
+        with torch.no_grad():
+            return pipe.encode_entity_images([spec])[0].tokens
+
+    return encode
 
 
 def _stack(rows: list, fallback_shape: tuple[int, int]) -> torch.Tensor:

@@ -91,6 +91,7 @@ class Ledger:
         self.rank = rank
         self.path = shard_path(self.out_dir, rank)
         self.state = latest(read_all(self.out_dir))
+        self._torn = _ends_torn(self.path)  # a kill mid-write left half a line: start on a fresh one
 
     def last(self, job_id: str, fingerprint: str) -> dict | None:
         return self.state.get((job_id, fingerprint))
@@ -100,16 +101,29 @@ class Ledger:
             raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
         record = {"job": job_id, "fingerprint": fingerprint, "status": status, **fields,
                   "rank": self.rank, "time": round(time.time(), 6)}
-        line = (json.dumps(record, sort_keys=False) + "\n").encode()
+        line = ("\n" if self._torn else "") + json.dumps(record, sort_keys=False) + "\n"
+        self._torn = False
         self.out_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)  # one write of one line: concurrent appenders never interleave lines
+            os.write(fd, line.encode())  # one write of one line: concurrent appenders never interleave lines
             os.fsync(fd)
         finally:
             os.close(fd)
         self.state[(job_id, fingerprint)] = record
         return record
+
+
+def _ends_torn(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
 
 
 def merge_ledgers(out_dir: str | os.PathLike) -> Path:

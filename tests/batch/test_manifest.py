@@ -13,11 +13,18 @@ from tora2.errors import InputError
 REPO = Path(__file__).resolve().parents[2]
 TRACKS = REPO / "examples" / "tracks"
 
+SAMPLE_SIZE = (5, 32, 48)  # the model's (num_frames, height, width), used where a job sets none
+
+
+def parse(data, **kwargs):
+    return parse_manifest(data, sample_size=SAMPLE_SIZE, **kwargs)
+
+
 LINE = {"points": [[0, 0], [40, 30]]}  # inline paths are in output pixels
 
 
 def test_defaults_and_seeds_expand_to_units():
-    manifest = parse_manifest({
+    manifest = parse({
         "defaults": {"height": 32, "width": 48, "num_frames": 5, "seeds": [7]},
         "jobs": [
             {"name": "a", "prompt": "a dot", "seeds": [0, 1], "entities": [{"text": "a dot", "path": LINE}]},
@@ -28,7 +35,7 @@ def test_defaults_and_seeds_expand_to_units():
     assert [j.output for j in manifest.jobs] == ["a_seed0.mp4", "a_seed1.mp4", "b.mp4"]
     assert [j.index for j in manifest.jobs] == [0, 1, 2]
     a0, a1, b = manifest.jobs
-    assert (a0.height, a0.width, a0.num_frames, a0.num_inference_steps) == (32, 48, 5, 2)
+    assert (a0.height, a0.width, a0.num_frames, a0.num_inference_steps, a0.guidance_scale) == (32, 48, 5, None, None)
     assert (b.height, b.width) == (32, 64)
     assert a0.entities[0].trajectory.shape == (5, 2)
     assert a0.fingerprint != a1.fingerprint and len(a0.fingerprint) == 16
@@ -37,14 +44,14 @@ def test_defaults_and_seeds_expand_to_units():
 
 def test_fingerprint_is_stable_and_follows_edits():
     data = {"jobs": [{"name": "a", "prompt": "a dot"}]}
-    first = parse_manifest(data).jobs[0].fingerprint
-    assert parse_manifest(json.loads(json.dumps(data))).jobs[0].fingerprint == first
+    first = parse(data).jobs[0].fingerprint
+    assert parse(json.loads(json.dumps(data))).jobs[0].fingerprint == first
     data["jobs"][0]["prompt"] = "a red dot"
-    assert parse_manifest(data).jobs[0].fingerprint != first
+    assert parse(data).jobs[0].fingerprint != first
 
 
 def test_output_template_and_suffix():
-    manifest = parse_manifest({"jobs": [{"name": "a", "prompt": "p", "seeds": [3, 4], "output": "clips/{seed}/video"}]})
+    manifest = parse({"jobs": [{"name": "a", "prompt": "p", "seeds": [3, 4], "output": "clips/{seed}/video"}]})
     assert [j.output for j in manifest.jobs] == ["clips/3/video.mp4", "clips/4/video.mp4"]
 
 
@@ -62,7 +69,7 @@ def test_output_template_and_suffix():
     ({"prompt": "p", "output": "../escape"}, "must be a relative path inside --out"),
 ])
 def test_a_bad_job_is_recorded_and_the_others_stay(job, message, tmp_path):
-    manifest = parse_manifest({"jobs": [{"name": "good", "prompt": "fine"}, {"name": "bad", **job}]}, base=tmp_path)
+    manifest = parse({"jobs": [{"name": "good", "prompt": "fine"}, {"name": "bad", **job}]}, base=tmp_path)
     good, bad = manifest.jobs
     assert good.error is None and good.id == "good:seed0"
     assert bad.id == "bad" and bad.output is None
@@ -76,7 +83,7 @@ def test_path_from_track_file_fills_text_and_kind():
     def job(*entities):
         data = {"defaults": {"num_frames": 49, "height": 48, "width": 72},
                 "jobs": [{"name": "a", "prompt": "a cat and a girl", "entities": list(entities)}]}
-        return parse_manifest(data).jobs[0]
+        return parse(data).jobs[0]
 
     ok = job(
         {"path": f"{TRACKS}/two_entities.json#girl", "image": None},  # null: no reference image
@@ -97,7 +104,7 @@ def test_path_from_track_file_fills_text_and_kind():
 
 def test_track_file_selector_errors():
     base = {"defaults": {"num_frames": 49}}
-    manifest = parse_manifest({**base, "jobs": [
+    manifest = parse({**base, "jobs": [
         {"name": "a", "prompt": "p", "entities": [{"path": f"{TRACKS}/two_entities.json#dog"}]},
         {"name": "b", "prompt": "p", "entities": [{"path": f"{TRACKS}/two_entities.json"}]},
     ]})
@@ -106,7 +113,7 @@ def test_track_file_selector_errors():
 
 
 def test_keyframes_past_the_clip_are_a_job_error():
-    manifest = parse_manifest({"jobs": [{"name": "a", "prompt": "p", "num_frames": 9,
+    manifest = parse({"jobs": [{"name": "a", "prompt": "p", "num_frames": 9,
                                          "entities": [{"path": f"{TRACKS}/two_entities.json#cat"}]}]})
     assert "past the last frame 8" in manifest.jobs[0].error
 
@@ -122,7 +129,7 @@ def test_keyframes_past_the_clip_are_a_job_error():
 ])
 def test_manifest_level_errors(data, message):
     with pytest.raises(InputError, match=None) as info:
-        parse_manifest(data)
+        parse(data)
     assert message in str(info.value)
 
 
@@ -133,8 +140,8 @@ def test_read_yaml_and_jsonl_agree(tmp_path):
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(data))
     header = json.dumps({"defaults": data["defaults"]})
     (tmp_path / "m.jsonl").write_text("\n".join([header, *(json.dumps(j) for j in data["jobs"])]) + "\n")
-    from_yaml = read_manifest(tmp_path / "m.yaml")
-    from_jsonl = read_manifest(tmp_path / "m.jsonl")
+    from_yaml = read_manifest(tmp_path / "m.yaml", SAMPLE_SIZE)
+    from_jsonl = read_manifest(tmp_path / "m.jsonl", SAMPLE_SIZE)
     assert [(j.id, j.fingerprint, j.output) for j in from_yaml.jobs] == [(j.id, j.fingerprint, j.output) for j in from_jsonl.jobs]
     assert len(from_yaml.jobs) == 4
 
@@ -143,7 +150,7 @@ def test_relative_paths_resolve_against_the_manifest(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "dot.png").write_bytes(b"not checked here")
     (tmp_path / "m.yaml").write_text(yaml.safe_dump({"jobs": [{"prompt": "p", "entities": [{"text": "x", "image": "sub/dot.png"}]}]}))
-    job = read_manifest(tmp_path / "m.yaml").jobs[0]
+    job = read_manifest(tmp_path / "m.yaml", SAMPLE_SIZE).jobs[0]
     assert job.error is None
     assert job.entities[0].image == str(tmp_path / "sub" / "dot.png")
     assert job.id == "job001:seed0"
@@ -165,3 +172,10 @@ def test_unreadable_manifests(tmp_path, name, text, message):
 def test_missing_manifest(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         read_manifest(tmp_path / "none.yaml")
+
+
+def test_sizes_come_from_the_model_or_must_be_set():
+    job = parse({"jobs": [{"prompt": "p", "num_frames": 9}]}).jobs[0]
+    assert (job.num_frames, job.height, job.width, job.fps) == (9, 32, 48, 8.0)
+    unset = parse_manifest({"jobs": [{"name": "a", "prompt": "p", "width": 16}]}).jobs[0]
+    assert unset.error == "manifest, job 'a': height is not set; set it in the job or in defaults"

@@ -3,7 +3,7 @@
 YAML::
 
     model: null                # a model directory; null = the embedded default
-    defaults:                  # any job field; a job's own value wins
+    defaults:                  # any job field; a job's own value wins; sizes default to the model's
       height: 64
       width: 96
       num_frames: 9
@@ -44,6 +44,7 @@ import numpy as np
 import yaml
 
 from tora2.errors import InputError
+from tora2.pipelines.video_io import DEFAULT_FPS
 from tora2.specs import KINDS
 
 TOP_KEYS = ("version", "model", "defaults", "jobs")
@@ -56,17 +57,9 @@ VIDEO_SUFFIX = ".mp4"
 MAX_SIDE = 8192  # pixels; anything larger is a typo, not a video
 MAX_FRAMES = 4096
 
-# Values a job gets when neither it nor ``defaults`` sets them. The sizes are those of the embedded
-# tiny model's training clips (see configs/); a real model's manifest sets its own in ``defaults``.
-BUILTIN_DEFAULTS: dict[str, Any] = {
-    "height": 64,
-    "width": 96,
-    "num_frames": 9,
-    "num_inference_steps": 2,
-    "guidance_scale": 6.0,
-    "fps": 8.0,
-    "seeds": [0],
-}
+# Values a job gets when neither it nor ``defaults`` sets them. Sizes come from the model
+# (``sample_size``, its configured clip), steps and guidance from the pipeline (``None`` = its own).
+BUILTIN_DEFAULTS: dict[str, Any] = {"fps": DEFAULT_FPS, "seeds": [0], "num_inference_steps": None, "guidance_scale": None}
 
 
 @dataclass
@@ -99,8 +92,8 @@ class Job:
     height: int = 0
     width: int = 0
     num_frames: int = 0
-    num_inference_steps: int = 0
-    guidance_scale: float = 0.0
+    num_inference_steps: int | None = None  # None: the pipeline's default
+    guidance_scale: float | None = None
     fps: float = 0.0
     output: str | None = None  # path relative to the output folder
     fingerprint: str = ""
@@ -127,8 +120,11 @@ class Manifest:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def read_manifest(path: str | os.PathLike) -> Manifest:
-    """Read, validate and expand a manifest (``.yaml``/``.yml`` or ``.jsonl``)."""
+def read_manifest(path: str | os.PathLike, sample_size: tuple[int, int, int] | None = None) -> Manifest:
+    """Read, validate and expand a manifest (``.yaml``/``.yml`` or ``.jsonl``).
+
+    sample_size: the model's (num_frames, height, width), used where a job sets no size.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"manifest {path} does not exist: pass a .yaml or .jsonl job file")
@@ -139,7 +135,7 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         data = _read_jsonl(path)
     else:
         raise InputError(f"manifest {path}: unknown format {suffix or '(no extension)'!r}; use .yaml, .yml or .jsonl")
-    return parse_manifest(data, base=path.parent, source=str(path))
+    return parse_manifest(data, base=path.parent, source=str(path), sample_size=sample_size)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -179,7 +175,9 @@ def _read_jsonl(path: Path) -> dict:
     return {**header, "jobs": jobs}
 
 
-def parse_manifest(data: dict, *, base: str | os.PathLike = ".", source: str = "manifest") -> Manifest:
+def parse_manifest(
+    data: dict, *, base: str | os.PathLike = ".", source: str = "manifest", sample_size: tuple[int, int, int] | None = None
+) -> Manifest:
     """A parsed manifest object → :class:`Manifest` with one :class:`Job` per (job, seed)."""
     unknown = sorted(set(data) - set(TOP_KEYS))
     if unknown:
@@ -200,6 +198,9 @@ def parse_manifest(data: dict, *, base: str | os.PathLike = ".", source: str = "
     if not isinstance(jobs, list) or not jobs:
         raise InputError(f"{source}: needs a non-empty 'jobs' list; add at least one job with a prompt")
     base = Path(base)
+    builtin = dict(BUILTIN_DEFAULTS)
+    if sample_size is not None:
+        builtin.update(zip(("num_frames", "height", "width"), sample_size))
     if model is not None and not os.path.isabs(model) and (base / model).exists():
         model = str(base / model)
 
@@ -214,7 +215,7 @@ def parse_manifest(data: dict, *, base: str | os.PathLike = ".", source: str = "
         names.add(name)
         where = f"{source}, job {name!r}"
         try:
-            units.extend(_expand_job(raw, name, defaults, base, where, model, first_index=len(units)))
+            units.extend(_expand_job(raw, name, {**builtin, **defaults}, base, where, model, first_index=len(units)))
         except InputError as error:
             message = str(error).splitlines()[0]
             if not message.startswith(where):
@@ -247,7 +248,7 @@ def _expand_job(raw, name: str, defaults: dict, base: Path, where: str, model: s
         raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(JOB_KEYS)}")
     if "name" in raw and not (isinstance(raw["name"], str) and NAME_PATTERN.match(raw["name"])):
         raise InputError(f"{where}: name {raw['name']!r} must be letters, digits, '.', '_' or '-', starting with a letter or digit")
-    merged = {**BUILTIN_DEFAULTS, **defaults, **raw}
+    merged = {**defaults, **raw}
     if "seed" in raw or ("seed" in defaults and "seeds" not in raw):
         if "seeds" in raw and "seed" in raw:
             raise InputError(f"{where}: give either seed or seeds, not both")
@@ -259,13 +260,18 @@ def _expand_job(raw, name: str, defaults: dict, base: Path, where: str, model: s
     negative = merged.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):
         raise InputError(f"{where}: negative_prompt must be text; got {json.dumps(negative)}")
+    for key in ("height", "width", "num_frames"):
+        if merged.get(key) is None:
+            raise InputError(f"{where}: {key} is not set; set it in the job or in defaults")
     height = _integer(merged["height"], where, "height", 8, MAX_SIDE)
     width = _integer(merged["width"], where, "width", 8, MAX_SIDE)
     num_frames = _integer(merged["num_frames"], where, "num_frames", 2, MAX_FRAMES)
-    steps = _integer(merged["num_inference_steps"], where, "num_inference_steps", 1, 10_000)
-    guidance = _number(merged["guidance_scale"], where, "guidance_scale", 0.0)
-    fps = _number(merged["fps"], where, "fps", 1e-3)
-    seeds = merged["seeds"]
+    steps = merged.get("num_inference_steps")
+    steps = None if steps is None else _integer(steps, where, "num_inference_steps", 1, 10_000)
+    guidance = merged.get("guidance_scale")
+    guidance = None if guidance is None else _number(guidance, where, "guidance_scale", 0.0)
+    fps = _number(merged.get("fps", DEFAULT_FPS), where, "fps", 1e-3)
+    seeds = merged.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds:
         raise InputError(f"{where}: seeds must be a non-empty list of integers, e.g. seeds: [0, 1]")
     seeds = [_integer(s, where, "seed", 0, 2**63 - 1) for s in seeds]

@@ -7,6 +7,7 @@ The runner knows nothing about models. A :class:`Backend` supplies four callable
 * ``prepare(job)``: the job's conditioning (entity photos → specs/tokens, cached across jobs).
 * ``generate(jobs, prepared)``: one batched forward pass; returns one result per job.
 * ``write(job, result, path)``: write the result (a video) to ``path``.
+* ``batch_key(job)``: jobs with equal keys may share one forward (default: equal sizes and settings).
 
 Recipe of :func:`run_batch`:
 
@@ -45,6 +46,7 @@ class Backend:
     write: Callable[[Job, Any, Path], None]
     prepare: Callable[[Job], Any] = lambda job: None
     check: Callable[[Job], None] = lambda job: None
+    batch_key: Callable[[Job], Any] = lambda job: job.shape  # jobs with equal keys may share a forward
 
 
 @dataclass
@@ -127,7 +129,7 @@ def run_batch(
                 valid.append(job)
 
         # 4. batches of equal shape.
-        for batch in group_batches(valid, key=lambda j: j.shape, batch_size=batch_size):
+        for batch in group_batches(valid, key=backend.batch_key, batch_size=batch_size):
             for result in _run_batch(batch, backend, ledger, out_dir):
                 results[result.id] = result
                 bar.update(1)

@@ -8,6 +8,7 @@ import tora2  # noqa: F401  (applies the torchvision shim before anything import
 import typer
 
 from cli import entity, info, track
+from cli import train as train_cli
 
 app = typer.Typer(
     name="tora2",
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.command("info")(info.info)
 app.add_typer(track.app, name="track")
 app.add_typer(entity.app, name="entity")
+train_cli.register(app)  # train, finetune
 
 
 def main() -> None:

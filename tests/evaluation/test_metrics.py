@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from tora2.errors import InputError
+from tora2.evaluation import binding_correct, crop_square, format_table, summarize, trajectory_error
+
+
+def test_trajectory_error_is_mean_l1_over_visible_frames():
+    requested = np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
+    tracked = np.array([[1.0, 2.0], [10.0, 0.0], [50.0, 50.0]])
+    assert trajectory_error(tracked, requested) == pytest.approx((3 + 0 + 80) / 3)
+    assert trajectory_error(tracked, requested, visible=np.array([True, True, False])) == pytest.approx(1.5)
+    with pytest.raises(InputError, match=r"tracked \(2, 2\) and requested \(3, 2\) paths must both be \(F, 2\)"):
+        trajectory_error(tracked[:2], requested)
+
+
+def test_binding_counts_an_entity_only_when_its_own_request_is_closest():
+    a = np.array([[0.0, 0.0], [10.0, 0.0]])
+    b = np.array([[0.0, 50.0], [10.0, 50.0]])
+    assert binding_correct([a + 1, b - 1], [a, b]) == [True, True]
+    assert binding_correct([b, b], [a, b]) == [False, True]  # entity 0 followed entity 1's path
+    assert binding_correct([a], [a]) is None
+
+
+def test_crop_square_pads_outside_with_white():
+    frame = np.zeros((10, 10, 3), np.uint8)
+    crop = crop_square(frame, (0.0, 0.0), 4)
+    assert crop.shape == (4, 4, 3)
+    assert crop[0, 0].tolist() == [255, 255, 255] and crop[3, 3].tolist() == [0, 0, 0]
+    assert crop_square(frame, (5.0, 5.0), 4).max() == 0
+
+
+def test_summary_and_table():
+    rows = [
+        {"case": "1e-000", "num_entities": 1, "traj_error_px": 2.0, "traj_error_pct_width": 1.0, "binding_correct": None,
+         "appearance_similarity": 0.9, "appearance_similarity_shuffled": 0.5},
+        {"case": "2e-000", "num_entities": 2, "traj_error_px": 4.0, "traj_error_pct_width": 2.0, "binding_correct": True,
+         "appearance_similarity": 0.7, "appearance_similarity_shuffled": 0.6},
+        {"case": "2e-000", "num_entities": 2, "traj_error_px": 6.0, "traj_error_pct_width": 3.0, "binding_correct": False,
+         "appearance_similarity": None, "appearance_similarity_shuffled": None},
+    ]
+    summary = summarize(rows)
+    assert list(summary) == ["1", "2", "all"]
+    assert summary["2"]["traj_error_px"] == 5.0 and summary["2"]["binding_accuracy"] == 0.5
+    assert summary["1"]["binding_accuracy"] is None and summary["all"]["entities"] == 3
+    assert summary["all"]["appearance_similarity"] == pytest.approx(0.8)
+    table = format_table(summary).splitlines()
+    assert table[2] == "| 1 | 1 | 2.00 | 1.00 | — | 0.900 | 0.500 |"
+    assert table[3] == "| 2 | 1 | 5.00 | 2.50 | 0.500 | 0.700 | 0.600 |"

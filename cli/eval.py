@@ -1,0 +1,89 @@
+"""``tora2 eval``: generate held-out cases with a model (or take the ground truth), track, score, report.
+
+A thin call into :mod:`tora2.evaluation`; docs/results.md explains the metrics and the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.errors import handle_errors
+from tora2.errors import InputError
+
+
+def _write_json(data: dict, path: Path) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@handle_errors
+def evaluate(
+    output: Path = typer.Option(..., "--output", "-o", help="results.json to write (summary and per-entity rows)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Tora2 pipeline folder (default: the embedded model)."),
+    ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the ground-truth renders instead of a model: the tracker's own error and the metrics' ceiling."),
+    split: str = typer.Option("heldout", "--split", help="Sprites and path seeds to draw cases from: heldout or train."),
+    cases: int = typer.Option(10, "--cases", "-n", help="Cases per entity count (1, 2 and 3 entities)."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Seed of the cases and of generation."),
+    frames: Optional[int] = typer.Option(None, "--frames", "-f", help="Frames per video (default: the model's sample size; 49 with --ground-truth)."),
+    height: Optional[int] = typer.Option(None, "--height", help="Video height (default: the model's; 480 with --ground-truth)."),
+    width: Optional[int] = typer.Option(None, "--width", help="Video width (default: the model's; 720 with --ground-truth)."),
+    steps: int = typer.Option(50, "--steps", help="Denoising steps."),
+    guidance_scale: float = typer.Option(6.0, "--guidance-scale", help="Text guidance scale."),
+) -> None:
+    """Evaluate trajectory error, binding accuracy and appearance similarity on 1, 2 and 3 entities."""
+    from tora2.evaluation import format_table, make_cases, pipeline_generator, run_evaluation
+
+    if output.suffix.lower() != ".json":
+        raise InputError(f"output {output} must end in .json; name it results.json or similar")
+    if ground_truth and model is not None:
+        raise InputError("--ground-truth scores the synthetic renders, so --model would be unused; pass one of them")
+    if cases < 1:
+        raise InputError(f"--cases is {cases}; evaluate at least 1 case per entity count")
+    if steps < 1:
+        raise InputError(f"--steps is {steps}; use at least 1")
+    encoder = None
+    if ground_truth:
+        num_frames, default_height, default_width = 49, 480, 720
+        model_id = "ground-truth"
+    else:
+        from tora2.pipelines.embedded import load_pipeline
+
+        pipe, model_id = load_pipeline(model)
+        num_frames, default_height, default_width = pipe.default_size
+        encoder = pipe.image_encoder
+    num_frames = frames if frames is not None else num_frames
+    height = height if height is not None else default_height
+    width = width if width is not None else default_width
+    if encoder is None:
+        from tora2.models.encoders import SemanticImageEncoder
+
+        encoder = SemanticImageEncoder.tiny()
+        typer.echo("warning: no semantic image encoder (none with --ground-truth or in this model); appearance "
+                   "similarity uses a tiny random encoder, comparable only between runs of this command", err=True)
+    case_list = make_cases(cases, num_frames, height, width, split=split, seed=seed)
+    generate = (lambda case: case.frames) if ground_truth else pipeline_generator(pipe, steps, guidance_scale, seed)
+    report = run_evaluation(case_list, generate, encoder=encoder, progress=True)
+    report["settings"] = {"model": model_id, "split": split, "cases_per_count": cases, "seed": seed, "num_frames": num_frames,
+                          "height": height, "width": width, "steps": None if ground_truth else steps,
+                          "guidance_scale": None if ground_truth else guidance_scale,
+                          "encoder": getattr(encoder.config, "model_name", "?")}
+    _write_json(report, output)
+    typer.echo(format_table(report["summary"]))
+    typer.echo(f"wrote {output}")

@@ -126,16 +126,30 @@ def read_manifest(path: str | os.PathLike, sample_size: tuple[int, int, int] | N
     sample_size: the model's (num_frames, height, width), used where a job sets no size.
     """
     path = Path(path)
+    return parse_manifest(read_manifest_data(path), base=path.parent, source=str(path), sample_size=sample_size)
+
+
+def read_manifest_data(path: str | os.PathLike) -> dict:
+    """The manifest file as one object ``{model?, defaults?, jobs}``, not yet validated."""
+    path = Path(path)
     if not path.is_file():
         raise InputError(f"manifest {path} does not exist: pass a .yaml or .jsonl job file")
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
-        data = _read_yaml(path)
-    elif suffix in (".jsonl", ".ndjson"):
-        data = _read_jsonl(path)
-    else:
-        raise InputError(f"manifest {path}: unknown format {suffix or '(no extension)'!r}; use .yaml, .yml or .jsonl")
-    return parse_manifest(data, base=path.parent, source=str(path), sample_size=sample_size)
+        return _read_yaml(path)
+    if suffix in (".jsonl", ".ndjson"):
+        return _read_jsonl(path)
+    raise InputError(f"manifest {path}: unknown format {suffix or '(no extension)'!r}; use .yaml, .yml or .jsonl")
+
+
+def manifest_model(data: dict, base: str | os.PathLike = ".", source: str = "manifest") -> str | None:
+    """The manifest's ``model`` (a relative folder resolved against ``base``), or None (the default)."""
+    model = data.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InputError(f"{source}: model must be a path (string) or null; got {json.dumps(model)}")
+    if model is not None and not os.path.isabs(model) and (Path(base) / model).exists():
+        model = str(Path(base) / model)
+    return model
 
 
 def _read_yaml(path: Path) -> dict:
@@ -184,9 +198,7 @@ def parse_manifest(
         raise InputError(f"{source}: unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(TOP_KEYS)}")
     if data.get("version", 1) != 1:
         raise InputError(f"{source}: version {data['version']!r} is not supported; this tora2 reads version 1")
-    model = data.get("model")
-    if model is not None and not isinstance(model, str):
-        raise InputError(f"{source}: model must be a path (string) or null; got {json.dumps(model)}")
+    model = manifest_model(data, base, source)
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise InputError(f"{source}: defaults must be a mapping of job fields; got {type(defaults).__name__}")
@@ -201,8 +213,6 @@ def parse_manifest(
     builtin = dict(BUILTIN_DEFAULTS)
     if sample_size is not None:
         builtin.update(zip(("num_frames", "height", "width"), sample_size))
-    if model is not None and not os.path.isabs(model) and (base / model).exists():
-        model = str(base / model)
 
     units: list[Job] = []
     names: set[str] = set()
@@ -424,4 +434,4 @@ def _number(value, where: str, name: str, low: float) -> float:
     return float(value)
 
 
-__all__ = ["EntityJob", "Job", "Manifest", "parse_manifest", "read_manifest"]
+__all__ = ["EntityJob", "Job", "Manifest", "manifest_model", "parse_manifest", "read_manifest", "read_manifest_data"]

@@ -3,9 +3,11 @@
 Glossary: F frames, H/W frame size, K candidates per frame, S template sizes.
 
 1. Coarse search at a working resolution (shorter side ``work_side``): for each of S template
-   sizes, normalised cross-correlation of the sprite's RGB under its alpha mask
-   (:func:`masked_ncc`, built from ``cv2.matchTemplate``) plus ``color_weight`` × the share of the window's
-   pixels whose hue/saturation the sprite has (histogram back-projection, box-averaged).
+   sizes, normalised cross-correlation of the sprite's RGB under its opaque mask
+   (:func:`masked_ncc`, built from ``cv2.matchTemplate``) plus ``color_weight`` × the share of the
+   window's pixels whose hue/saturation the sprite has (histogram back-projection, box-averaged).
+   One size band per clip: the size with the best average score (+ ``SIZE_PRIOR`` per doubling),
+   ± ``SIZE_BAND``.
 2. The K best local maxima per frame are linked by a Viterbi pass whose transition cost is the jump
    in pixels (× ``motion_weight`` / shorter side): a motion prior from the video alone, never from
    the requested path, so the measured error is not pulled towards the request.
@@ -30,6 +32,7 @@ SIZE_FRACTIONS = tuple(np.geomspace(0.08, 0.48, 14))  # sprite's longer side / f
 COLOR_WEIGHT = 0.3
 MOTION_WEIGHT = 0.5
 SIZE_BAND = 1.3  # per-frame sizes stay within this factor of the clip's best size
+SIZE_PRIOR = 0.2  # score bonus per doubling of the template size (measured on held-out clips, docs/results.md)
 OPAQUE = 0.9  # template pixels with at least this coverage are matched
 TOP_K = 6
 HS_BINS = (18, 8)
@@ -204,6 +207,7 @@ def track_entity(frames: np.ndarray, reference: np.ndarray, *, size_fractions=SI
     # An entity keeps roughly one size through a clip: pick the size that matches best on average,
     # then let each frame choose only among sizes near it (stops tiny templates locking onto specks).
     per_size = np.mean([maps.reshape(len(sizes), -1).max(axis=1) for maps in all_maps], axis=0)  # (S,)
+    per_size = per_size + SIZE_PRIOR * np.log2(np.asarray(sizes))  # a sprite's parts also match smaller templates
     best_size = sizes[int(np.argmax(per_size))]
     band = np.array([best_size / SIZE_BAND <= s <= best_size * SIZE_BAND for s in sizes])  # (S,)
     band_sizes = np.asarray(sizes)[band]

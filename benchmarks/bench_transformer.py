@@ -343,10 +343,10 @@ def measure(case: Case, option: str, settings: BenchSettings, device: torch.devi
     if case.prepare is not None:
         with context():
             conditions = case.prepare()  # warm-up of the preparation
-            row.prepare_s = time_call(case.prepare, device, warmup=0, repeats=1).median
+            row.prepare_s = time_call(case.prepare, device, warmup=0, repeats=1).best
         row.extra_bytes = tensor_bytes(getattr(conditions, "motion_modulation", None) or [])
     with context():
-        row.step_s = time_call(lambda: case.forward(conditions), device, settings.warmup, settings.steps).median
+        row.step_s = time_call(lambda: case.forward(conditions), device, settings.warmup, settings.steps).best
         with PeakMemory(device) as peak:
             case.forward(conditions)
     row.peak_bytes = peak.bytes
@@ -502,8 +502,8 @@ def offload_row(model, case: Case, settings: BenchSettings, device: torch.device
             first = time_call(lambda: case.forward(case.prepare()), device, warmup=0, repeats=1)
         # The hook moves the weights on the first call; prepare() runs before it, so time it again now.
         conditions = case.prepare()
-        row.prepare_s = first.median
-        row.step_s = time_call(lambda: case.forward(conditions), device, settings.warmup, settings.steps).median
+        row.prepare_s = first.best
+        row.step_s = time_call(lambda: case.forward(conditions), device, settings.warmup, settings.steps).best
         row.peak_bytes = peak.bytes
         row.note = "prepare = first call: weights to the GPU + conditions + one step"
     finally:
@@ -595,7 +595,7 @@ def report(rows: Sequence[Row], facts: dict, settings: BenchSettings, command: s
         "",
         f"- machine: {env['device']}; " + ", ".join(f"{k} {v}" for k, v in env.items() if k != "device"),
         f"- config {settings.config}{' ' + str(settings.overrides) if settings.overrides else ''}, {settings.dtype}, latents B={s.batch} × F={s.frames} × "
-        f"{s.height}×{s.width}, text L={s.text_length}; median of {settings.steps} step(s) after {settings.warmup} warm-up",
+        f"{s.height}×{s.width}, text L={s.text_length}; step = best of {settings.steps} after {settings.warmup} warm-up",
         f"- measured {settings.dtype} matmul rate ({settings.matmul_size}² square): "
         f"{facts['matmul_flops_per_s'] / 1e12:.3f} TFLOP/s",
         f"- peak memory: {peak_kind}; prepare amortised over {settings.generation_steps} steps",

@@ -41,8 +41,17 @@ class PipelineBackend:
             from entities import EntityCache
             from tora2.pipelines.embedded import load_pipeline
 
+            # Component classes must be imported before from_pretrained can name them.
+            import tora2.models.encoders  # noqa: F401
+            import tora2.models.personalization  # noqa: F401
+            import tora2.models.transformer_tora2  # noqa: F401
+            from tora2.batch.runner import AbortBatch
+
             start = time.perf_counter()
-            self.pipe, self.model_id = load_pipeline(self.model)
+            try:
+                self.pipe, self.model_id = load_pipeline(self.model)
+            except InputError as error:
+                raise AbortBatch(str(error)) from None  # every job would fail the same way: stop
             if self.device is not None:
                 self.pipe.to(self.device)
             self.pipe.set_progress_bar_config(disable=True)  # the batch has its own bar, over jobs

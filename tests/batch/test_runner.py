@@ -195,3 +195,18 @@ def test_torchrun_ranks_meet_at_a_barrier_and_rank0_merges(tmp_path):
     done = sorted(r["job"] for r in records if r["status"] == "done")
     assert done == [f"j{i}:seed0" for i in range(5)]
     assert sorted({r["rank"] for r in records}) == [0, 1]
+
+
+def test_abort_batch_stops_the_run_without_blaming_the_jobs(tmp_path):
+    from tora2.batch.runner import AbortBatch
+
+    fake = FakeBackend()
+    backend = fake.backend()
+
+    def check(job):
+        raise AbortBatch("cannot load the pipeline in models/x: no model_index.json")
+
+    backend.check = check
+    with pytest.raises(AbortBatch, match="cannot load the pipeline"):
+        run_batch(read_manifest(write_manifest(tmp_path)), tmp_path / "out", backend)
+    assert read_all(tmp_path / "out") == []  # no job is blamed for it

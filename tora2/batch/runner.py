@@ -37,7 +37,12 @@ from typing import Any, Callable
 from tora2.batch.ledger import Ledger, check_output, file_sha256, latest, merge_ledgers, read_all
 from tora2.batch.manifest import Job, Manifest
 from tora2.batch.sharding import DistributedEnv, group_batches, shard
-from tora2.errors import Tora2Error
+from tora2.errors import InputError, Tora2Error
+
+
+class AbortBatch(InputError):
+    """An error that concerns every job (the model cannot be loaded): the run stops instead of
+    recording it against each job. Already-finished jobs keep their records."""
 
 
 @dataclass
@@ -120,6 +125,8 @@ def run_batch(
             if error is None:
                 try:
                     backend.check(job)
+                except AbortBatch:
+                    raise
                 except Exception as exc:  # noqa: BLE001  (any failure is this job's, recorded, and the run goes on)
                     error = one_line(exc)
             if error is not None:
@@ -149,6 +156,8 @@ def _run_batch(batch: list[Job], backend: Backend, ledger: Ledger, out_dir: Path
         try:
             prepared.append(backend.prepare(job))
             ready.append(job)
+        except AbortBatch:
+            raise
         except Exception as exc:  # noqa: BLE001
             results.append(_fail(ledger, job, one_line(exc)))
     if not ready:
@@ -157,6 +166,8 @@ def _run_batch(batch: list[Job], backend: Backend, ledger: Ledger, out_dir: Path
         outputs = backend.generate(ready, prepared)
         if len(outputs) != len(ready):
             raise RuntimeError(f"the backend returned {len(outputs)} results for {len(ready)} jobs")
+    except AbortBatch:
+        raise
     except Exception as exc:  # noqa: BLE001
         if len(ready) == 1:
             return results + [_fail(ledger, ready[0], one_line(exc))]
@@ -322,5 +333,5 @@ def format_summary(rows: list[SummaryRow], report: RunReport | None = None) -> s
     return "\n".join(out + [tail])
 
 
-__all__ = ["Backend", "JobResult", "RunReport", "SummaryRow", "finish", "format_summary", "init_distributed",
+__all__ = ["AbortBatch", "Backend", "JobResult", "RunReport", "SummaryRow", "finish", "format_summary", "init_distributed",
            "one_line", "run_batch", "summarize"]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import tora2  # noqa: F401  (applies the torchvision shim before anything imports torchvision)
 import typer
 
-from cli import entity, info, track
+from cli import data, entity, info, synth, track
+from cli import eval as eval_cli
 from cli import train as train_cli
 
 app = typer.Typer(
@@ -21,6 +22,9 @@ app.command("info")(info.info)
 app.add_typer(track.app, name="track")
 app.add_typer(entity.app, name="entity")
 train_cli.register(app)  # train, finetune
+data.app.command("synth")(synth.synth)
+app.add_typer(data.app, name="data")
+app.command("eval")(eval_cli.evaluate)
 
 
 def main() -> None:

@@ -452,6 +452,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
         per_step_case = tora_cases(model, kwargs, shapes, inputs, flow, settings, device, dtype, only=headline, per_step=True)[0]
         run_safely(rows, lambda: offload_row(model, per_step_case, settings, device),
                    f"{per_step_case.variant}, model CPU offload", "default", headline)
+        del per_step_case
     del model, cases, headline_case
     free(device)
     rows.extend(quantized_rows(settings, "tora2", kwargs, device, dtype, lambda m: tora_cases(

@@ -500,8 +500,9 @@ def offload_row(model, case: Case, settings: BenchSettings, device: torch.device
     row = Row(variant=variant, option="default", entities=case.entities, flops_analytic=sum(case.analytic.values()))
     try:
         with PeakMemory(device) as peak:
-            first = time_call(lambda: case.forward(case.prepare()), device, warmup=0, repeats=1)
-        # The hook moves the weights on the first call; prepare() runs before it, so time it again now.
+            # The hook moves the weights at the first forward; prepare_conditions() runs before any
+            # forward, so move them as the hook would (a no-op for the hook afterwards).
+            first = time_call(lambda: case.forward(model.to(device) and case.prepare()), device, warmup=0, repeats=1)
         conditions = case.prepare()
         row.prepare_s = first.best
         row.step_s = time_call(lambda: case.forward(conditions), device, settings.warmup, settings.steps).best

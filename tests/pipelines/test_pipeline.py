@@ -174,3 +174,10 @@ def test_sequential_offload_on_gpu():
 def test_bad_inputs_are_one_line_errors(pipe, kwargs, message):
     with pytest.raises(InputError, match=message):
         run(pipe, **kwargs)
+
+
+def test_motion_modulation_cache_gives_the_same_video():
+    pipe = make_pipeline()
+    reference = run(pipe, output_type="latent").frames
+    pipe.enable_motion_modulation_cache()
+    torch.testing.assert_close(run(pipe, output_type="latent").frames, reference, rtol=0, atol=1e-5)

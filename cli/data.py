@@ -18,6 +18,11 @@ from cli.errors import handle_errors
 app = typer.Typer(help="Training data: prepare a clip manifest from videos.", no_args_is_help=True)
 
 
+@app.callback()
+def data() -> None:
+    """Training data: prepare a clip manifest from videos (a group, so one command is not collapsed into it)."""
+
+
 @app.command("prepare")
 @handle_errors
 def prepare(

@@ -225,3 +225,18 @@ def test_without_tora_or_tora2_parts_the_modules_are_none():
     assert all(block.entity_attn is None for block in model.transformer_blocks)
     with pytest.raises(ValueError, match="entity_dim needs motion_channels"):
         Tora2Transformer3DModel(**get_init_dict(motion_channels=None))
+
+
+def test_a_batch_1_video_flow_is_shared_by_the_whole_batch():
+    model = make_transformer()
+    perturb([p for n, p in model.named_parameters() if model.part_of(n) != "cogvideox"], scale=0.2)
+    inputs, entities = make_inputs(model), make_entity_inputs(model)
+    flow = make_flow(model, batch=1)
+    with torch.no_grad():
+        repeated = model(**inputs, video_flow=flow.repeat(2, 1, 1, 1, 1), **entities).sample
+        shared = model(**inputs, video_flow=flow, **entities).sample
+        conditions = model.prepare_conditions(flow, precompute_modulation=True, **entities)
+        cached = model(**inputs, conditions=conditions).sample
+    assert conditions.motion_modulation[0][0].shape == (3, 64, 4, 4)
+    assert (repeated - shared).abs().max().item() <= 1e-5
+    assert (repeated - cached).abs().max().item() <= 1e-5

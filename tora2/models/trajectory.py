@@ -123,8 +123,15 @@ class MotionGuidanceFuser(nn.Module):
         return gamma, beta
 
     def apply(self, hidden: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """hidden (B·F, D, h, w) → same shape."""
-        return hidden + self.flow_cond_norm(hidden) * gamma + beta
+        """hidden (B·F, D, h, w), γ/β (B·F, D, h, w) or (F, D, h, w) for one trajectory shared by the
+        whole batch (e.g. both guidance halves), broadcast without copying → (B·F, D, h, w)."""
+        normed = self.flow_cond_norm(hidden)
+        if gamma.shape[0] == hidden.shape[0]:
+            return hidden + normed * gamma + beta
+        num_frames = gamma.shape[0]
+        per_sample = lambda x: x.unflatten(0, (-1, num_frames))  # noqa: E731  (B, F, D, h, w)
+        out = per_sample(hidden) + per_sample(normed) * gamma + beta
+        return out.flatten(0, 1)
 
     def forward(self, hidden: torch.Tensor, motion: torch.Tensor, num_frames: int) -> torch.Tensor:
         return self.apply(hidden, *self.modulation(motion, num_frames))

@@ -346,7 +346,10 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         if visible.shape != (batch, num_entities, num_frames):
             raise ValueError(f"entity_visible must be ({batch}, {num_entities}, {num_frames}); got {tuple(visible.shape)}")
 
-        m = self.entity_motion(motion_features[0], entity_positions, visible)  # (B, E, F, De)
+        level0 = motion_features[0]  # (B·F, Cm, h, w), or (F, Cm, h, w) for a trajectory shared by the batch
+        if level0.shape[0] != batch * num_frames:
+            level0 = level0.repeat(batch, 1, 1, 1)  # (B·F, Cm, h, w)
+        m = self.entity_motion(level0, entity_positions, visible)  # (B, E, F, De)
         num_queries, entity_dim = cfg.num_personalization_tokens, cfg.entity_dim
         if entity_personalization is None:
             p = m.new_zeros(batch, num_entities, num_queries, entity_dim)
@@ -451,8 +454,9 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         **entity_inputs,
     ):
         """diffusers' CogVideoX signature plus ``video_flow`` (B, F, C, H, W) (the VAE-encoded flow,
-        as the official Tora model takes it), the per-entity inputs of ``encode_entities``, or
-        precomputed ``conditions`` from ``prepare_conditions``."""
+        as the official Tora model takes it; batch 1 is shared by the whole batch, which halves the
+        motion work and the held γ/β under guidance), the per-entity inputs of ``encode_entities``,
+        or precomputed ``conditions`` from ``prepare_conditions``."""
         if hidden_states.ndim != 5 or hidden_states.shape[2] != self.config.in_channels:
             raise ValueError(
                 f"hidden_states must be (B, F, {self.config.in_channels}, H, W); got {tuple(hidden_states.shape)}"
@@ -465,8 +469,10 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
             raise ValueError(
                 f"encoder_hidden_states must be (B, L, {self.config.text_embed_dim}); got {tuple(encoder_hidden_states.shape)}"
             )
-        if video_flow is not None and video_flow.shape[:2] != (batch, num_frames):
-            raise ValueError(f"video_flow must be ({batch}, {num_frames}, C, {height}, {width}); got {tuple(video_flow.shape)}")
+        if video_flow is not None and (video_flow.shape[0] not in (1, batch) or video_flow.shape[1] != num_frames):
+            raise ValueError(
+                f"video_flow must be ({batch} or 1, {num_frames}, C, {height}, {width}); got {tuple(video_flow.shape)}"
+            )
         if conditions is None:
             conditions = self.prepare_conditions(video_flow, return_contrastive=return_contrastive, **entity_inputs)
 

@@ -202,3 +202,51 @@ def test_latent_cache_on_disk(tmp_path, manifest):
     assert len(files) == 3 * 0 + len(files) and len(files) >= 1
     second = run(config(tmp_path / "again", manifest, max_steps=1, **{"data.cache_dir": str(tmp_path / "cache")}))
     assert second.losses == first.losses
+
+
+def test_resume_from_explicit_folder(tmp_path, manifest):
+    overrides = {"checkpoint_every": 1, "max_steps": 3, "checkpoints_total_limit": None}
+    full = run(config(tmp_path / "a", manifest, **overrides))
+    run(config(tmp_path / "b", manifest, **overrides))
+    # Resume from step 1 (not the latest, step 3 is the final one): steps 2 and 3 are redone exactly.
+    folder = tmp_path / "b" / "run" / "checkpoints" / "step-0000001"
+    resumed = run(config(tmp_path / "c", manifest, **overrides), resume=str(folder))
+    assert resumed.steps == [2, 3]
+    assert resumed.losses == full.losses[1:]
+    a, b = resumed.components["transformer"].state_dict(), full.components["transformer"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_validation_every_2_steps_matches_the_pipeline(tmp_path, manifest):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from tora2.training.loop import validation_pipeline, validation_request, write_validation_video
+
+    cfg = config(tmp_path, manifest, max_steps=4, **{"validation.every": 2, "validation.num_inference_steps": 2})
+    components = build_components(cfg)
+    encoder = fake_entity_encoder(components)
+    result = train(cfg, entity_encoder=encoder, components=components)
+    folder = tmp_path / "run" / "validation"
+    assert sorted(p.name for p in folder.iterdir()) == ["step-0000002.gif", "step-0000004.gif"]
+    written = iio.imread(folder / "step-0000004.gif", index=None)
+    assert written.shape[:3] == (9, 64, 64)
+
+    # The step-4 video is the trained pipeline's own output for the first clip.
+    from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+    from tora2.training.dataset import ClipDataset
+
+    dataset = ClipDataset(read_manifest(manifest), 9, [(64, 64)])
+    request = validation_request(cfg, dataset, encoder)
+    assert request["prompt"] == "a red square and a blue square move"
+    assert [e.text for e in request["entities"]] == ["red square", "blue square"]
+    assert all(e.tokens is not None for e in request["entities"])
+    pipe = Tora2Pipeline(**result.components)
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe(**request).frames[0]
+    again = iio.imread(write_validation_video(frames, tmp_path / "direct.gif"), index=None)
+    assert np.array_equal(again, written)
+    assert validation_pipeline(result.components).scheduler is not result.components["scheduler"]
+    # Validation leaves training untouched: same losses as a run without it.
+    plain = run(config(tmp_path / "plain", manifest, max_steps=4))
+    assert plain.losses == result.losses

@@ -27,6 +27,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tora2.configuration import write_yaml
@@ -356,7 +357,7 @@ def train(
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.max_steps:
             save_checkpoint(accelerator, cfg, output_dir, state.step)
         if cfg.validation.every and state.step % cfg.validation.every == 0 and accelerator.is_main_process:
-            run_validation(cfg, components, accelerator, dataset, state.step)
+            run_validation(cfg, components, accelerator, dataset, state.step, encoder.entity_encoder)
     if progress is not None:
         progress.close()
 
@@ -384,8 +385,6 @@ def train(
 
 
 def step_seed(*parts: int) -> int:
-    import numpy as np
-
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
 
 
@@ -431,44 +430,88 @@ def _without_lora(transformer):
     return base
 
 
-@torch.no_grad()
-def run_validation(cfg: TrainConfig, components: dict, accelerator, dataset, step: int) -> Path | None:
-    """A validation video from the first training clip's caption and trajectories, written under output_dir/validation."""
-    from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+def validation_request(cfg: TrainConfig, dataset, entity_encoder=None) -> dict:
+    """The ``Tora2Pipeline.__call__`` arguments of a validation video: the first training clip's
+    caption (or ``validation.prompt``), entities, size and frame count; entity references become
+    tokens through the same ``entity_encoder`` as in training, so validation conditions as training does."""
     from tora2.specs import EntitySpec
 
     sample = dataset[0]
-    transformer = accelerator.unwrap_model(components["transformer"]) if hasattr(components["transformer"], "module") else components["transformer"]
-    pipe = Tora2Pipeline(**{**components, "transformer": transformer})
-    video = sample["video"]
-    entities = [EntitySpec(text=e.text, image=e.reference, trajectory=e.points, visible=e.visible, kind=e.kind if e.kind != "auto" else "object")
-                for e in sample["entities"]]
-    was_training = transformer.training
-    transformer.eval()
-    generator = torch.Generator().manual_seed(cfg.validation.seed)
-    out = pipe(
+    video = sample["video"]  # (F, 3, H, W)
+    entities = []
+    for entity in sample["entities"]:
+        tokens = getattr(entity, "tokens", None)
+        if tokens is None and entity.reference is not None and entity_encoder is not None:
+            tokens = entity_encoder(entity)
+        kind = tokens.kind if tokens is not None else (entity.kind if entity.kind != "auto" else "object")
+        entities.append(EntitySpec(text=entity.text, image=entity.reference, trajectory=np.asarray(entity.points),
+                                   visible=np.asarray(entity.visible), kind=kind, tokens=tokens))
+    return dict(
         prompt=cfg.validation.prompt or sample["caption"],
         entities=entities,
-        num_frames=video.shape[0],
-        height=video.shape[2],
-        width=video.shape[3],
+        num_frames=int(video.shape[0]),
+        height=int(video.shape[2]),
+        width=int(video.shape[3]),
         num_inference_steps=cfg.validation.num_inference_steps,
         guidance_scale=cfg.validation.guidance_scale,
-        generator=generator,
+        generator=torch.Generator().manual_seed(cfg.validation.seed),
         output_type="np",
     )
-    if was_training:
-        set_train_mode(transformer)
-    frames = out.frames[0]
-    folder = Path(cfg.output_dir) / "validation"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step-{step:07d}.gif"
-    import imageio.v3 as iio
-    import numpy as np
 
-    iio.imwrite(path, (np.clip(frames, 0, 1) * 255).astype(np.uint8), duration=125, loop=0)
+
+def validation_pipeline(components: dict):
+    """A Tora2Pipeline on the (unwrapped) training modules with its own scheduler copy, so
+    ``set_timesteps`` during validation cannot touch the training scheduler."""
+    from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+
+    modules = {k: _unwrap(v) for k, v in components.items()}
+    scheduler = modules["scheduler"]
+    modules["scheduler"] = type(scheduler).from_config(scheduler.config)
+    pipe = Tora2Pipeline(**modules)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _unwrap(module):
+    return module.module if isinstance(module, torch.nn.Module) and hasattr(module, "module") else module
+
+
+def write_validation_video(frames: np.ndarray, path: Path) -> Path:
+    """(F, H, W, 3) float in [0, 1] → an animated GIF (8 fps), written atomically."""
+    import os
+    import tempfile
+
+    import imageio.v3 as iio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".gif")
+    os.close(fd)
+    try:
+        iio.imwrite(tmp, (np.clip(frames, 0, 1) * 255).round().astype(np.uint8), duration=125, loop=0)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@torch.no_grad()
+def run_validation(cfg: TrainConfig, components: dict, accelerator, dataset, step: int, entity_encoder=None) -> Path:
+    """``output_dir/validation/step-NNNNNNN.gif``: exactly ``Tora2Pipeline(**components)(**validation_request(...))``."""
+    pipe = validation_pipeline(components)
+    modules = [m for m in (pipe.transformer, pipe.personalization) if m is not None]
+    modes = [m.training for m in modules]
+    for module in modules:
+        module.eval()
+    try:
+        frames = pipe(**validation_request(cfg, dataset, entity_encoder)).frames[0]  # (F, H, W, 3)
+    finally:
+        for module, mode in zip(modules, modes):
+            set_train_mode(module) if mode else module.eval()
+    path = write_validation_video(frames, Path(cfg.output_dir) / "validation" / f"step-{step:07d}.gif")
     if cfg.tensorboard:
         for tracker in accelerator.trackers:
             if tracker.name == "tensorboard":
-                tracker.writer.add_video("validation", torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2)[None], step, fps=8)
+                video = torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2)[None]  # (1, F, 3, H, W)
+                tracker.writer.add_video("validation", video, step, fps=8)
     return path

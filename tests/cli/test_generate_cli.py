@@ -161,3 +161,26 @@ def test_unknown_model_and_too_many_entities(model_dir, scene):
     assert result.exit_code == 2
     assert "5 entities given but model" in result.stderr and "supports at most 4" in result.stderr
     assert not (scene / "five.mp4").exists()
+
+
+def test_lora_file_changes_the_video(model_dir, scene):
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from tora2.models.transformer_tora2 import Tora2Transformer3DModel
+
+    transformer = Tora2Transformer3DModel.from_pretrained(model_dir / "transformer")
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_v"], init_lora_weights=False))
+    state = {f"transformer.{k}": v.contiguous() for k, v in get_peft_model_state_dict(transformer).items()}
+    save_file(state, str(scene / "lora.safetensors"))
+    args = ["--prompt", "a cat", "--seed", 2]
+    assert invoke(model_dir, *args, "-o", f"{scene / 'plain'}/").exit_code == 0
+    result = invoke(model_dir, *args, "--lora", scene / "lora.safetensors", "-o", f"{scene / 'lora'}/")
+    assert result.exit_code == 0, result.output
+    assert json.loads((scene / "lora" / "generation.json").read_text())["lora"] == str(scene / "lora.safetensors")
+    assert not np.array_equal(iio.imread(scene / "plain" / "frame_00004.png"), iio.imread(scene / "lora" / "frame_00004.png"))
+    (scene / "bad.safetensors").write_bytes(b"not a safetensors file")
+    result = invoke(model_dir, *args, "--lora", scene / "bad.safetensors", "-o", scene / "bad.mp4")
+    assert result.exit_code == 2 and "is not a readable safetensors file" in result.stderr
+    assert not (scene / "bad.mp4").exists()

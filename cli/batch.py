@@ -217,3 +217,7 @@ def batch(
               file=sys.stderr)
     if any(r.status != "done" for r in rows):
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # `python -m cli.batch MANIFEST --out DIR`: the same command, standalone
+    typer.run(batch)

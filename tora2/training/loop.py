@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from tora2.configuration import write_yaml
-from tora2.errors import InputError
+from tora2.errors import InputError, Tora2Error
 from tora2.training.config import TrainConfig, check_config
 from tora2.training.dataset import BucketBatchSampler, ClipDataset
 from tora2.training.encode import SampleEncoder, collate
@@ -215,13 +216,27 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
     if entity_inputs and getattr(output, "z_p", None) is not None:
         # Only entities whose appearance and motion both survived dropout have a true positive.
         valid = batch["entity_mask"] & batch["has_reference"] & batch["visible"].any(-1)
-        contrastive = motion_appearance_contrastive_loss(output.z_p, output.z_m, unwrap_logit_scale(transformer), valid)
+        contrastive = motion_appearance_contrastive_loss(output.z_p, output.z_m, transformer.contrastive.logit_scale, valid)
     return diffusion + cfg.contrastive_weight * contrastive, diffusion, contrastive
 
 
-def unwrap_logit_scale(transformer) -> torch.Tensor:
-    model = transformer.module if hasattr(transformer, "module") else transformer
-    return model.contrastive.logit_scale
+class TrainingModel(torch.nn.Module):
+    """The trainable modules and the loss in one ``forward``, the unit accelerate wraps (DDP/FSDP).
+
+    The loss must run inside the wrapped forward: the contrastive temperature is a transformer
+    parameter used only in the loss, and DDP (``find_unused_parameters``) marks any parameter not
+    touched by ``forward`` as ready, then fails when its gradient arrives in backward.
+    """
+
+    def __init__(self, cfg: TrainConfig, transformer, personalization, scheduler):
+        super().__init__()
+        self.transformer = transformer
+        self.personalization = personalization
+        self.cfg = cfg
+        self.scheduler = scheduler
+
+    def forward(self, batch: dict, generator: torch.Generator):
+        return compute_loss(self.cfg, self.transformer, self.personalization, self.scheduler, batch, generator)
 
 
 def to_device(batch: dict, device) -> dict:
@@ -250,13 +265,20 @@ def train(
 
     check_config(cfg)
     output_dir = Path(cfg.output_dir)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
     accelerator = Accelerator(
+        # Without cpu=True, accelerate ignores torchrun's WORLD_SIZE on a machine without an accelerator:
+        # every rank would silently train its own copy on the same batches.
+        cpu=launched > 1 and not torch.cuda.is_available(),
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=1,  # accumulation is explicit below (exact resume, no hidden state)
         log_with="tensorboard" if cfg.tensorboard else None,
         project_dir=str(output_dir),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+    if accelerator.num_processes != launched:
+        raise Tora2Error(f"launched {launched} processes but accelerate formed a group of {accelerator.num_processes}; "
+                         "launch with `accelerate launch` or `torchrun` and check its distributed settings")
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -279,12 +301,9 @@ def train(
     )
     warmup = cfg.optim.warmup_steps
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
-    set_train_mode(transformer)
-    if personalization is not None:
-        personalization.train()
-        transformer, personalization, optimizer, lr_scheduler = accelerator.prepare(transformer, personalization, optimizer, lr_scheduler)
-    else:
-        transformer, optimizer, lr_scheduler = accelerator.prepare(transformer, optimizer, lr_scheduler)
+    model = TrainingModel(cfg, transformer, personalization, scheduler)
+    set_train_mode(model)
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
 
@@ -327,9 +346,9 @@ def train(
             batch = apply_dropout(collate(samples), cfg, encoder.null_prompt(), generator)
             batch = to_device(batch, accelerator.device)
             sync = micro == accumulation - 1
-            context = accelerator.no_sync(transformer) if not sync and world > 1 else _null()
+            context = accelerator.no_sync(model) if not sync and world > 1 else _null()
             with context, accelerator.autocast():
-                total, diffusion, contrastive = compute_loss(cfg, transformer, personalization, scheduler, batch, generator)
+                total, diffusion, contrastive = model(batch, generator)
             accelerator.backward(total / accumulation)
             totals += torch.stack([total.detach(), diffusion.detach(), contrastive.detach()]).float().cpu() / accumulation
         if cfg.optim.max_grad_norm > 0:
@@ -364,9 +383,10 @@ def train(
     save_checkpoint(accelerator, cfg, output_dir, state.step)
     accelerator.wait_for_everyone()
     components = dict(components)
-    components["transformer"] = accelerator.unwrap_model(transformer)
+    unwrapped = accelerator.unwrap_model(model)
+    components["transformer"] = unwrapped.transformer
     if personalization is not None:
-        components["personalization"] = accelerator.unwrap_model(personalization)
+        components["personalization"] = unwrapped.personalization
     if accelerator.is_main_process:
         if cfg.stage == "finetune":
             from tora2.training.lora import save_lora

@@ -312,6 +312,10 @@ class Tora2Pipeline(DiffusionPipeline):
             branch_inputs = self._concat([self._branch_inputs(base, b, null_flow) for b in branches])
             branch_inputs = {k: (v.to(device) if v is not None else None) for k, v in branch_inputs.items()}
             branch_inputs["video_flow"] = branch_inputs["video_flow"].to(dtype)
+            if "no_trajectory" not in branches and flow_sample_mode == "mode":
+                # Every branch and prompt shares one deterministic flow: run the trajectory extractor
+                # (and hold γ/β) once instead of G·B times; the transformer broadcasts it.
+                branch_inputs["video_flow"] = branch_inputs["video_flow"][:1]
             conditions = self.transformer.prepare_conditions(precompute_modulation=self._cache_motion_modulation, **branch_inputs)
 
         # 3. Timesteps and initial noise.

@@ -13,7 +13,7 @@ from typing import Any
 from tora2.configuration import load_config, parse_override
 from tora2.errors import InputError
 
-STAGES = ("tora2", "finetune")
+STAGES = ("tora2", "finetune", "full")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
@@ -68,7 +68,8 @@ class ValidationConfig:
 @dataclass
 class TrainConfig:
     output_dir: str = "runs/tora2"
-    stage: str = "tora2"  # tora2: Tora2 additions + DPE; finetune: + LoRA on the transformer
+    stage: str = "tora2"  # tora2: Tora2 additions + DPE; finetune: + LoRA on the transformer;
+    # full: the whole transformer (CogVideoX + Tora + Tora2) + DPE, for a model trained from scratch
     train_trajectory: bool = False  # also train Tora's extractor and fusers (stage tora2)
     contrastive_weight: float = 0.2  # λ
     max_steps: int = 1000

@@ -14,7 +14,9 @@ uninterrupted run takes.
 
 Stages: ``tora2`` trains the Tora2 additions and the PersonalizationExtractor (and, with
 ``train_trajectory``, Tora's extractor and fusers); ``finetune`` adds LoRA (peft) to the
-transformer's attention and trains only the LoRA weights.
+transformer's attention and trains only the LoRA weights; ``full`` trains the whole transformer
+(CogVideoX backbone, Tora's extractor and fusers, Tora2 additions) and the PersonalizationExtractor,
+for a model whose backbone starts from random weights (the embedded default).
 """
 
 from __future__ import annotations
@@ -96,6 +98,12 @@ def select_trainable(cfg: TrainConfig, components: dict) -> list[torch.nn.Parame
             part = transformer.part_of(name)
             if part == "tora2" or (part == "tora" and cfg.train_trajectory):
                 parameter.requires_grad_(True)
+        if personalization is not None:
+            personalization.requires_grad_(True)
+    elif cfg.stage == "full":
+        # From scratch (the embedded default): a random backbone cannot be frozen. VAE, text and
+        # image encoders stay frozen; the VAE is trained before (tora2.training.vae).
+        transformer.requires_grad_(True)
         if personalization is not None:
             personalization.requires_grad_(True)
     else:

@@ -24,7 +24,6 @@ import importlib.util
 import inspect
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -32,10 +31,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `benchmarks` and `tora2` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tora2  # noqa: F401  (the torchvision shim, before diffusers)
 import torch
 import yaml
 
+import tora2  # noqa: F401  (the torchvision shim, before diffusers)
 from benchmarks.common import (
     PeakMemory,
     count_flops,
@@ -45,10 +44,10 @@ from benchmarks.common import (
     format_table,
     measure_matmul_rate,
     parse_dtype,
-    synchronize,
     time_call,
 )
 from tora2.errors import InputError
+from tora2.io import write_text_atomic
 from tora2.models.configs import load_model_config
 
 VAE_SPATIAL_COMPRESSION = 8  # CogVideoX's VAE: 8× in height and width (temporal: the config's ratio)
@@ -217,7 +216,9 @@ def rotary_embeddings(cfg: dict, shapes: Shapes, device: torch.device):
     if not cfg.get("use_rotary_positional_embeddings"):
         return None
     from diffusers.models.embeddings import get_3d_rotary_pos_embed
-    from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+    from diffusers.pipelines.cogvideo.pipeline_cogvideox import (
+        get_resize_crop_region_for_grid,
+    )
 
     p = cfg["patch_size"]
     grid = (shapes.height // p, shapes.width // p)
@@ -607,18 +608,6 @@ def report(rows: Sequence[Row], facts: dict, settings: BenchSettings, command: s
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------------------------------- CLI
 def parse_override(text: str) -> tuple[str, object]:
     if "=" not in text:
@@ -687,7 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(rows, facts, settings, "python -m benchmarks.bench_transformer " + " ".join(argv))
     print(text)
     if args.output is not None:
-        write_atomic(args.output, text)
+        write_text_atomic(args.output, text + "\n")
     return 0
 
 

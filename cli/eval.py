@@ -5,9 +5,6 @@ A thin call into :mod:`tora2.evaluation`; docs/results.md explains the metrics a
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -15,22 +12,7 @@ import typer
 
 from cli.errors import handle_errors
 from tora2.errors import InputError
-
-
-def _write_json(data: dict, path: Path) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from tora2.io import write_json_atomic
 
 
 @handle_errors
@@ -48,7 +30,12 @@ def evaluate(
     guidance_scale: float = typer.Option(6.0, "--guidance-scale", help="Text guidance scale."),
 ) -> None:
     """Evaluate trajectory error, binding accuracy and appearance similarity on 1, 2 and 3 entities."""
-    from tora2.evaluation import format_table, make_cases, pipeline_generator, run_evaluation
+    from tora2.evaluation import (
+        format_table,
+        make_cases,
+        pipeline_generator,
+        run_evaluation,
+    )
 
     if output.suffix.lower() != ".json":
         raise InputError(f"output {output} must end in .json; name it results.json or similar")
@@ -84,6 +71,6 @@ def evaluate(
                           "height": height, "width": width, "steps": None if ground_truth else steps,
                           "guidance_scale": None if ground_truth else guidance_scale,
                           "encoder": getattr(encoder.config, "model_name", "?")}
-    _write_json(report, output)
+    write_json_atomic(report, output, indent=1)
     typer.echo(format_table(report["summary"]))
     typer.echo(f"wrote {output}")

@@ -7,8 +7,6 @@ track file itself declares (its pixel canvas, its number of points); pass ``--fr
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import List, Optional
@@ -18,6 +16,7 @@ import typer
 
 from cli.errors import handle_errors
 from tora2.errors import InputError
+from tora2.io import atomic_output
 
 app = typer.Typer(help="Track files: validate, convert, render flow, preview.", no_args_is_help=True)
 
@@ -136,16 +135,8 @@ def render(
             raise InputError(f"{track}: no entity {entity!r}; ids are {', '.join(t.id for t in tracks)}")
         tracks = chosen
     flow = render_flow([t.points for t in tracks], height, width, visible=[t.visible for t in tracks])
-    fd, tmp = tempfile.mkstemp(dir=output.parent if str(output.parent) else ".", prefix=f".{output.name}.", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, flow)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(output, make_parents=False) as tmp:
+        np.save(tmp, flow)
     typer.echo(f"wrote {output}: flow {tuple(flow.shape)} float32, max |flow| {float(np.abs(flow).max()):.3f}")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +22,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from tora2.io import atomic_output
 
 
 def default_cache_root() -> Path:
@@ -60,16 +61,8 @@ class EntityCache:
             return None  # damaged entry (disk full, killed writer on a non-atomic FS): recompute
 
     def put(self, key: str, tokens: torch.Tensor) -> None:
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file({"tokens": tokens.detach().to("cpu").contiguous()}, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(self.path(key), suffix=".tmp") as tmp:
+            save_file({"tokens": tokens.detach().to("cpu").contiguous()}, str(tmp))
 
     def get_or_compute(
         self, image: np.ndarray, encoder_id: str, settings: dict | None, compute: Callable[[], torch.Tensor]

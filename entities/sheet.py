@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -11,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from entities.prepare import PreparedEntity
+from tora2.io import atomic_output
 
 TILE = 160  # crop and mask are each drawn TILE×TILE
 LABEL_HEIGHT = 36
@@ -45,13 +45,6 @@ def contact_sheet(entities: Sequence[PreparedEntity], columns: int = 4) -> Image
 def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
     """Save through a temporary file in the same folder, then rename: no partial output files."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=path.suffix or ".png") as tmp:
         image.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -7,17 +7,17 @@ in [0, 1].
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from tora2.errors import InputError
+from tora2.io import atomic_output, write_json_atomic  # noqa: F401  (write_json_atomic: re-exported for the CLI)
 
 DEFAULT_FPS = 8.0
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -61,13 +61,6 @@ def to_uint8(frames) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-def _temp_beside(path: Path, suffix: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    return Path(tmp)
-
-
 def write_video(frames, path: str | os.PathLike, fps: float = DEFAULT_FPS) -> list[Path]:
     """Write (F, H, W, 3) frames to ``path`` (.mp4, .gif or folder/). Returns the files written."""
     frames = to_uint8(frames)
@@ -75,8 +68,7 @@ def write_video(frames, path: str | os.PathLike, fps: float = DEFAULT_FPS) -> li
     kind = output_kind(path)
     if kind == "dir":
         return _write_frames_dir(frames, path)
-    tmp = _temp_beside(path, f".tmp.{kind}")
-    try:
+    with atomic_output(path, suffix=f".tmp.{kind}") as tmp:
         if kind == "gif":
             images = [Image.fromarray(f) for f in frames]
             images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
@@ -86,11 +78,6 @@ def write_video(frames, path: str | os.PathLike, fps: float = DEFAULT_FPS) -> li
 
             # libx264 with yuv420p needs even sizes; the sizes this project produces are multiples of 16.
             iio.imwrite(tmp, frames, extension=".mp4", fps=fps, codec="libx264", plugin="pyav")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return [path]
 
 
@@ -106,19 +93,6 @@ def _write_frames_dir(frames: np.ndarray, directory: Path) -> list[Path]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return [directory / n for n in names]
-
-
-def write_json_atomic(data: dict[str, Any], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    tmp = _temp_beside(path, ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

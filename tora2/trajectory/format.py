@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from tora2.trajectory.interpolate import (
     interpolate_keyframes,
     interpolate_visibility,
 )
+from tora2.io import write_text_atomic
 
 FORMAT_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "data" / "track.schema.json"  # shipped with the package
@@ -425,21 +425,6 @@ def track_json(tracks: list[Track], *, height: int, width: int) -> dict:
         entity["path"] = path
         entities.append(entity)
     return {"version": FORMAT_VERSION, "canvas": {"width": width, "height": height}, "entities": entities}
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_track_json(tracks: list[Track], path: str | os.PathLike, *, height: int, width: int) -> None:

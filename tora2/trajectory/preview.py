@@ -4,7 +4,6 @@ marker per entity (GIF / MP4), over a background image or a plain canvas."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from tora2.errors import InputError
+from tora2.io import atomic_output
 from tora2.trajectory.format import Track
 
 # Distinct, readable on light and dark backgrounds (Tableau 10).
@@ -141,9 +141,7 @@ def save_preview(
         raise InputError(f"{path}: preview format {suffix or '(none)'!r} is not supported; use {', '.join(PREVIEW_SUFFIXES)}")
     if not tracks:
         raise InputError("no tracks to preview")
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.stem}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=suffix, make_parents=False) as tmp:
         if suffix == ".png":
             draw_tracks(tracks, height, width, background).save(tmp)
         else:
@@ -154,9 +152,3 @@ def save_preview(
                 # H.264 with yuv420p needs even sizes: pad the bottom/right edge by one pixel if odd.
                 pad = ((0, 0), (0, height % 2), (0, width % 2), (0, 0))
                 iio.imwrite(tmp, np.pad(frames, pad, mode="edge"), extension=".mp4", fps=fps, codec="libx264", macro_block_size=1)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -53,12 +53,15 @@ def batch_command() -> list[str]:
 
 
 def generate_command() -> str:
-    """``tora2 generate`` as a shell command (``python -c`` on the same function until it is registered)."""
-    from cli.main import app
+    """``tora2 generate`` as a shell command.
 
-    if any(c.name == "generate" for c in app.registered_commands):
-        return f"{sys.executable} -m cli.main generate"
-    return f"{sys.executable} -c 'import tora2, typer; from cli.generate import generate; typer.run(generate)'"
+    The component modules are imported first: ``load_pipeline`` does not import them itself, so a
+    fresh ``tora2 generate`` fails on an already-built model folder ("tora2.models.personalization
+    is not one of the libraries Diffusers can load components from"); importing them costs what
+    ``tora2 generate`` would pay anyway.
+    """
+    preload = "import tora2.models.encoders, tora2.models.personalization, tora2.models.transformer_tora2"
+    return f"{sys.executable} -c '{preload}; from cli.main import main; main()' generate"
 
 
 def timed(commands: list[list[str]], env: dict, parallel: bool = False) -> float:

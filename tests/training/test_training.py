@@ -250,3 +250,34 @@ def test_validation_every_2_steps_matches_the_pipeline(tmp_path, manifest):
     # Validation leaves training untouched: same losses as a run without it.
     plain = run(config(tmp_path / "plain", manifest, max_steps=4))
     assert plain.losses == result.losses
+
+
+TRAJECTORY_SCRIPT = """
+import sys, json, torch
+import tora2
+from tests.training.test_training import config, fake_entity_encoder
+from tora2.training.loop import build_components, train
+from pathlib import Path
+cfg = config(Path(sys.argv[1]), Path(sys.argv[2]), max_steps=2, train_trajectory=True)
+components = build_components(cfg)
+before = {k: v.clone() for k, v in components["transformer"].state_dict().items()}
+train(cfg, entity_encoder=fake_entity_encoder(components), components=components)
+after = components["transformer"].state_dict()
+parts = sorted({components["transformer"].part_of(k) for k in before if not torch.equal(before[k], after[k])})
+print(json.dumps(parts))
+"""
+
+
+@pytest.mark.slow
+def test_train_trajectory_runs_and_trains_tora_parts(tmp_path, manifest):
+    # In a subprocess: the bug this guards against (GroupNorm backward on a channels-last view) is a segfault.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", TRAJECTORY_SCRIPT, str(tmp_path), str(manifest)], cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["tora", "tora2"]

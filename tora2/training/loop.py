@@ -123,6 +123,22 @@ def select_trainable(cfg: TrainConfig, components: dict) -> list[torch.nn.Parame
     return params
 
 
+def contiguous_group_norm_inputs(model: torch.nn.Module) -> int:
+    """Make every GroupNorm's input contiguous (a forward pre-hook; values unchanged); returns how many.
+
+    Why: on the CPU torch 2.13 build, the backward of ``fuser.{i}.flow_cond_norm`` (NativeGroupNormBackward0)
+    segfaults when its weight is trained and its input is the channels-last-strided view that the
+    block's ``b (f h w) d -> (b f) d h w`` rearrange produces (strides (N·D, 1, w·D, D)). A contiguous
+    copy avoids it. docs/training.md has the details."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.GroupNorm) and not getattr(module, "_tora2_contiguous", False):
+            module.register_forward_pre_hook(lambda _, args: (args[0].contiguous(), *args[1:]))
+            module._tora2_contiguous = True
+            count += 1
+    return count
+
+
 def set_train_mode(model: torch.nn.Module) -> None:
     """Train mode, except frozen normalisation layers: a frozen BatchNorm (Tora's trajectory extractor)
     must keep its running statistics, or "frozen" weights would still drift."""
@@ -296,6 +312,7 @@ def train(
     transformer, personalization = components["transformer"], components.get("personalization")
     scheduler = components["scheduler"]
     trainable = select_trainable(cfg, components)
+    contiguous_group_norm_inputs(transformer)
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     encoder = SampleEncoder(components, entity_encoder, cfg.data.cache_dir)

@@ -103,8 +103,8 @@ def test_dataset_sample_shapes(manifest):
 def test_bad_config_key_rejected(tmp_path, manifest):
     with pytest.raises(InputError, match="unknown key"):
         config(tmp_path, manifest, **{"optim.lr": 1.0})
-    with pytest.raises(InputError, match="stage 'full'"):
-        config(tmp_path, manifest, stage="full")
+    with pytest.raises(InputError, match="stage 'everything'"):
+        config(tmp_path, manifest, stage="everything")
 
 
 # ---------------------------------------------------------------------------------------------- loop

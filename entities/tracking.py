@@ -32,7 +32,14 @@ import numpy as np
 from PIL import Image
 
 from entities.crop import crop_entity
-from entities.segment import EntityWarning, check_box, check_point, segment_with_grabcut, segment_with_sam, load_sam
+from entities.segment import (
+    EntityWarning,
+    check_box,
+    check_point,
+    load_sam,
+    segment_with_grabcut,
+    segment_with_sam,
+)
 from entities.sheet import save_image_atomic
 from tora2.errors import InputError
 from tora2.specs import KINDS

@@ -12,9 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-import tora2  # noqa: F401  (torchvision shim)
 import torch
 
+import tora2  # noqa: F401  (torchvision shim)
 from tests.training.test_training import fake_entity_encoder
 from tora2.training.config import load_train_config
 from tora2.training.loop import build_components, train

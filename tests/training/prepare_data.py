@@ -29,7 +29,6 @@ def truth(path: np.ndarray) -> np.ndarray:
 
 def clip_frames(paths, colors, height=SIZE[0], width=SIZE[1]) -> np.ndarray:
     count = len(paths[0])
-    frames = np.full((count, height, width, 3), 245, np.uint8)
     square = square_clip(count, max(height, width), paths, colors, half=HALF)  # (F, S, S, 3)
     return np.ascontiguousarray(square[:, :height, :width])
 

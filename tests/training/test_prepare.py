@@ -10,7 +10,14 @@ from PIL import Image
 
 from entities.segment import EntityWarning
 from entities.tracking import prepare_dataset
-from tests.training.prepare_data import SIZE, clip_frames, square_mask, truth, two_square_paths, write_folder
+from tests.training.prepare_data import (
+    SIZE,
+    clip_frames,
+    square_mask,
+    truth,
+    two_square_paths,
+    write_folder,
+)
 from tests.training.synthetic import COLORS
 from tora2.errors import InputError
 from tora2.training.dataset import ClipDataset
@@ -79,7 +86,7 @@ def test_visibility_when_leaving_the_frame(prepared):
 
 
 def test_reference_comes_from_outside_the_window(prepared):
-    root, paths, _, _ = prepared
+    root, _, _, _ = prepared
     clips = {c.id: c for c in read_manifest(root / "data" / "manifest.jsonl")}
     for clip in clips.values():
         frame = clip.meta["reference_frame"]

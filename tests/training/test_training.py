@@ -221,7 +221,11 @@ def test_validation_every_2_steps_matches_the_pipeline(tmp_path, manifest):
     import imageio.v3 as iio
     import numpy as np
 
-    from tora2.training.loop import validation_pipeline, validation_request, write_validation_video
+    from tora2.training.loop import (
+        validation_pipeline,
+        validation_request,
+        write_validation_video,
+    )
 
     cfg = config(tmp_path, manifest, max_steps=4, **{"validation.every": 2, "validation.num_inference_steps": 2})
     components = build_components(cfg)

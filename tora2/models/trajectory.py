@@ -84,10 +84,13 @@ class TrajectoryExtractor(nn.Module):
 
 
 class FloatGroupNorm(nn.GroupNorm):
-    """GroupNorm computed in the parameters' dtype (float32 under mixed precision), as Tora does."""
+    """GroupNorm computed in the parameters' dtype (float32 under mixed precision), as Tora does.
+
+    The input is made contiguous first: the block's token→map rearrange yields a channels-last view,
+    and CPU torch 2.13's GroupNorm backward with a trained weight segfaults on that layout."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.to(self.weight.dtype)).to(x.dtype)
+        return super().forward(x.to(self.weight.dtype).contiguous()).to(x.dtype)
 
 
 class MotionGuidanceFuser(nn.Module):

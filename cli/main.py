@@ -7,7 +7,7 @@ from __future__ import annotations
 import tora2  # noqa: F401  (applies the torchvision shim before anything imports torchvision)
 import typer
 
-from cli import convert, data, entity, generate, info, synth, track
+from cli import batch, convert, data, entity, generate, info, synth, track
 from cli import eval as eval_cli
 from cli import train as train_cli
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.command("generate")(generate.generate)
 app.command("convert-tora")(convert.convert_tora)
+app.command("batch")(batch.batch)
 app.command("info")(info.info)
 app.add_typer(track.app, name="track")
 app.add_typer(entity.app, name="entity")

@@ -30,6 +30,12 @@ from diffusers.video_processor import VideoProcessor
 from einops import rearrange
 from PIL import Image
 
+# The component classes are imported here so that diffusers' from_pretrained, which resolves
+# model_index.json entries such as ["tora2.models.personalization", "PersonalizationExtractor"] through
+# sys.modules, finds them in any fresh process.
+import tora2.models.encoders  # noqa: F401
+import tora2.models.personalization  # noqa: F401
+import tora2.models.transformer_tora2  # noqa: F401
 from tora2.errors import InputError
 from tora2.pipelines.components import vae_compression
 from tora2.pipelines.conditioning import check_frame_size, encode_prompt, entity_conditions, null_flow_latents

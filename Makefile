@@ -11,8 +11,15 @@ install:
 info: install
 	$(VENV)/bin/tora2 info --config tiny
 
+# The embedded default model (tora2/data/embedded/, no download) on the three sprites of examples/demo/.
 demo: install
-	$(VENV)/bin/tora2 info --config tiny
+	$(VENV)/bin/tora2 generate --tracks examples/demo/tracks.json --seed 0 --overlay -o out.mp4 \
+		--prompt "a tangerine moves from left to right, a frog face moves down and a droplet moves up"
+
+# Retrain the embedded default model from scratch on CPU (VAE, then transformer + DPE) and ship it.
+.PHONY: embedded
+embedded: install
+	PYTHON=$(PY) bash scripts/train_embedded.sh
 
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider

@@ -73,6 +73,10 @@ class TrainingState:
 def build_components(cfg: TrainConfig) -> dict:
     """The pipeline components: from ``model.pretrained`` (a pipeline folder) or built from ``model.config``."""
     if cfg.model.pretrained is not None:
+        # diffusers resolves a component class only from modules already imported.
+        import tora2.models.encoders  # noqa: F401
+        import tora2.models.personalization  # noqa: F401
+        import tora2.models.transformer_tora2  # noqa: F401
         from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
 
         path = Path(cfg.model.pretrained)

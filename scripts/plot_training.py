@@ -1,0 +1,90 @@
+"""Training curves of the embedded model as a PNG (PIL only; no plotting library is a dependency).
+
+    python scripts/plot_training.py runs/embedded -o docs/training-curves.png
+
+Reads ``vae/losses.json`` (tora2.training.vae) and ``full/losses.json`` (train()); draws each loss
+per step (light) and its moving average over 25 steps (dark), log-scaled y axis, one panel per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+PANEL = (560, 300)
+MARGIN = (60, 30, 20, 40)  # left, top, right, bottom
+COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44)]
+
+
+def smooth(values: np.ndarray, window: int = 25) -> np.ndarray:
+    if len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    head = np.array([values[: i + 1].mean() for i in range(window - 1)])
+    return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
+
+
+def draw_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], title: str, steps: np.ndarray,
+               series: dict[str, np.ndarray]) -> None:
+    x0, y0 = origin[0] + MARGIN[0], origin[1] + MARGIN[1]
+    x1, y1 = origin[0] + PANEL[0] - MARGIN[2], origin[1] + PANEL[1] - MARGIN[3]
+    values = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in series.values()])
+    low, high = math.log10(values.min()), math.log10(values.max())
+    if high - low < 0.1:
+        low, high = low - 0.05, high + 0.05
+    sx = lambda s: x0 + (s - steps[0]) / max(1, steps[-1] - steps[0]) * (x1 - x0)  # noqa: E731
+    sy = lambda v: y1 - (math.log10(max(v, 10**low)) - low) / (high - low) * (y1 - y0)  # noqa: E731
+    draw.rectangle([x0, y0, x1, y1], outline=(0, 0, 0))
+    draw.text((x0, origin[1] + 8), title, fill=(0, 0, 0))
+    for k in range(5):
+        v = 10 ** (low + (high - low) * k / 4)
+        draw.text((origin[0] + 4, sy(v) - 6), f"{v:.3g}", fill=(0, 0, 0))
+        draw.line([x0 - 4, sy(v), x0, sy(v)], fill=(0, 0, 0))
+    for k in range(5):
+        s = steps[0] + (steps[-1] - steps[0]) * k / 4
+        draw.text((sx(s) - 10, y1 + 6), f"{int(s)}", fill=(0, 0, 0))
+    draw.text(((x0 + x1) // 2 - 12, y1 + 22), "step", fill=(0, 0, 0))
+    for i, (name, v) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        light = tuple(int(c + (255 - c) * 0.7) for c in colour)
+        draw.line([(sx(s), sy(val)) for s, val in zip(steps, v)], fill=light, width=1)
+        draw.line([(sx(s), sy(val)) for s, val in zip(steps, smooth(v))], fill=colour, width=2)
+        draw.text((x1 - 150, y0 + 8 + 14 * i), f"- {name}", fill=colour)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args()
+    panels = []
+    vae = args.run_dir / "vae" / "losses.json"
+    if vae.is_file():
+        d = json.loads(vae.read_text())
+        panels.append(("stage 1: VAE reconstruction (pixels in [-1, 1])", np.array(d["step"]),
+                       {"L1": np.array(d["l1"]), "L2": np.array(d["l2"])}))
+    full = args.run_dir / "full" / "losses.json"
+    if full.is_file():
+        d = json.loads(full.read_text())
+        panels.append(("stage 2 (full): transformer + DPE", np.array(d["step"]),
+                       {"v-prediction": np.array(d["diffusion"]), "contrastive": np.array(d["contrastive"])}))
+    if not panels:
+        raise SystemExit(f"error: no losses.json under {args.run_dir}/vae or {args.run_dir}/full; train first")
+    image = Image.new("RGB", (PANEL[0], PANEL[1] * len(panels)), "white")
+    draw = ImageDraw.Draw(image)
+    for i, (title, steps, series) in enumerate(panels):
+        draw_panel(draw, (0, i * PANEL[1]), title, steps, series)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_suffix(".tmp.png")
+    image.save(tmp)
+    tmp.replace(args.output)
+    print(args.output)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,8 +6,7 @@ import numpy as np
 from PIL import Image
 
 from tora2.errors import InputError
-
-WHITE = 255
+from tora2.models.encoders import WHITE, resize_square, white_square  # noqa: F401  (re-exported)
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -38,36 +37,3 @@ def crop_entity(rgb: np.ndarray, mask: np.ndarray) -> tuple[Image.Image, tuple[i
     region[..., :3] = np.where(m[..., None], patch, WHITE)
     region[..., 3] = np.where(m, 255, 0)
     return Image.fromarray(out, "RGBA"), (x0, y0, x1, y1)
-
-
-def white_square(image) -> np.ndarray:
-    """An entity image (PIL or array, RGB or RGBA) → (S, S, 3) uint8 on white, padded square.
-
-    RGBA is composited onto white by its alpha; RGB is padded with white. Already-prepared crops
-    pass through unchanged, so encoding a PreparedEntity and its EntitySpec gives the same input.
-    """
-    if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
-        raise InputError(f"entity image must be (H, W, 3|4) uint8; got {array.dtype} {array.shape}")
-    if array.shape[2] == 4:
-        a = array[..., 3:].astype(np.float32) / 255.0
-        rgb = np.round(array[..., :3] * a + WHITE * (1.0 - a)).astype(np.uint8)
-    else:
-        rgb = array
-    h, w = rgb.shape[:2]
-    side = max(h, w)
-    if h == w:
-        return np.ascontiguousarray(rgb)
-    out = np.full((side, side, 3), WHITE, np.uint8)
-    top, left = (side - h) // 2, (side - w) // 2
-    out[top : top + h, left : left + w] = rgb
-    return out
-
-
-def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
-    """(S, S, 3) → (size, size, 3), bicubic."""
-    if rgb.shape[:2] == (size, size):
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BICUBIC))

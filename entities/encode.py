@@ -21,18 +21,15 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 
 from entities.cache import EntityCache
-from entities.crop import resize_square, white_square
 from entities.faces import route_kind
 from entities.prepare import PreparedEntity
 from entities.segment import EntityWarning
 from tora2.errors import InputError
+from tora2.models.encoders import DETAIL_GRID, white_square
 from tora2.specs import EntitySpec, EntityTokens
 
-DETAIL_GRID = 4  # object-detail tokens are pooled to DETAIL_GRID × DETAIL_GRID
 
 
 def _cached(cache: EntityCache | None, image: np.ndarray, encoder_id: str, settings: dict, compute) -> torch.Tensor:
@@ -44,27 +41,17 @@ def _cached(cache: EntityCache | None, image: np.ndarray, encoder_id: str, setti
 def semantic_tokens(square: np.ndarray, encoder, cache: EntityCache | None = None) -> torch.Tensor:
     """(S', S', 3) uint8 white-backed square → (1 + G*G, Cs)."""
     def compute():
-        return encoder.encode(encoder.preprocess([resize_square(square, encoder.image_size)]))[0]
+        return encoder.semantic_tokens(square)
 
     return _cached(cache, square, encoder.encoder_id, {"role": "semantic"}, compute)
 
 
 def detail_tokens(square: np.ndarray, encoder, detail_size: int | None = None, cache: EntityCache | None = None) -> torch.Tensor:
     """(S', S', 3) uint8 → (DETAIL_GRID², Cs) object-detail tokens from k×k native-size tiles."""
-    size = encoder.image_size
-    detail_size = 2 * size if detail_size is None else int(detail_size)
-    if detail_size < size or detail_size % size != 0:
-        raise InputError(f"detail_size {detail_size} must be a multiple of the semantic encoder's image size {size} (e.g. {2 * size})")
-    k = detail_size // size
+    detail_size = 2 * encoder.image_size if detail_size is None else int(detail_size)
 
     def compute():
-        big = resize_square(square, detail_size)  # (k·S, k·S, 3)
-        tiles = [big[ty * size : (ty + 1) * size, tx * size : (tx + 1) * size] for ty in range(k) for tx in range(k)]
-        tokens = encoder.encode(encoder.preprocess(tiles))[:, 1:]  # (k·k, G·G, Cs), pooled token dropped
-        g = encoder.grid_size
-        grid = rearrange(tokens, "(ty tx) (gy gx) c -> c (ty gy) (tx gx)", ty=k, tx=k, gy=g, gx=g)  # (Cs, k·G, k·G)
-        pooled = F.adaptive_avg_pool2d(grid[None].float(), DETAIL_GRID)[0]  # (Cs, 4, 4)
-        return rearrange(pooled, "c h w -> (h w) c").to(tokens.dtype)  # (16, Cs)
+        return encoder.detail_tokens(square, detail_size)
 
     return _cached(cache, square, encoder.encoder_id, {"role": "detail", "detail_size": detail_size, "grid": DETAIL_GRID}, compute)
 

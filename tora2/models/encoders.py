@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from einops import rearrange
 from PIL import Image
 
 from tora2.errors import InputError
@@ -67,6 +68,43 @@ def _to_normalised_tensor(images: Sequence[np.ndarray], size: int, mean, std) ->
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (x - mean_t) / std_t
+
+
+WHITE = 255
+DETAIL_GRID = 4  # object-detail tokens are pooled to DETAIL_GRID × DETAIL_GRID
+
+
+def white_square(image) -> np.ndarray:
+    """An entity image (PIL or array, RGB or RGBA) → (S, S, 3) uint8 on white, padded square.
+
+    RGBA is composited onto white by its alpha; RGB is padded with white. Already-prepared crops
+    pass through unchanged, so encoding a PreparedEntity and its EntitySpec gives the same input.
+    """
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
+        raise InputError(f"entity image must be (H, W, 3|4) uint8; got {array.dtype} {array.shape}")
+    if array.shape[2] == 4:
+        a = array[..., 3:].astype(np.float32) / 255.0
+        rgb = np.round(array[..., :3] * a + WHITE * (1.0 - a)).astype(np.uint8)
+    else:
+        rgb = array
+    h, w = rgb.shape[:2]
+    if h == w:
+        return np.ascontiguousarray(rgb)
+    side = max(h, w)
+    out = np.full((side, side, 3), WHITE, np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top : top + h, left : left + w] = rgb
+    return out
+
+
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """(S, S, 3) → (size, size, 3), bicubic."""
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BICUBIC))
 
 
 class SemanticImageEncoder(ModelMixin, ConfigMixin):
@@ -190,6 +228,32 @@ class SemanticImageEncoder(ModelMixin, ConfigMixin):
         return torch.cat([hidden[:, :1], hidden[:, 1 + registers :]], dim=1)  # (E, 1 + G*G, C)
 
     # ----- construction from real weights -------------------------------------------------
+    # -------------------------------------------------------------- entity crop → tokens
+    def semantic_tokens(self, square: np.ndarray) -> torch.Tensor:
+        """(S', S', 3) uint8 white-backed square crop → (1 + G², C): pooled token, then patch tokens."""
+        return self.encode(self.preprocess([resize_square(square, self.image_size)]))[0]
+
+    def detail_tokens(self, square: np.ndarray, detail_size: int | None = None) -> torch.Tensor:
+        """(S', S', 3) uint8 → (DETAIL_GRID², C) object-detail tokens.
+
+        The crop is resized to ``detail_size`` (default 2·S, a multiple k·S), cut into k×k tiles of
+        S px, each tile encoded at the native size (no position-embedding interpolation), the tiles'
+        patch grids stitched into one (k·G)² grid and average-pooled to DETAIL_GRID².
+        """
+        size = self.image_size
+        detail_size = 2 * size if detail_size is None else int(detail_size)
+        if detail_size < size or detail_size % size != 0:
+            raise InputError(
+                f"detail_size {detail_size} must be a multiple of the semantic encoder's image size {size} (e.g. {2 * size})"
+            )
+        k, g = detail_size // size, self.grid_size
+        big = resize_square(square, detail_size)  # (k·S, k·S, 3)
+        tiles = [big[ty * size : (ty + 1) * size, tx * size : (tx + 1) * size] for ty in range(k) for tx in range(k)]
+        tokens = self.encode(self.preprocess(tiles))[:, 1:]  # (k·k, G·G, C), pooled token dropped
+        grid = rearrange(tokens, "(ty tx) (gy gx) c -> c (ty gy) (tx gx)", ty=k, tx=k, gy=g, gx=g)  # (C, k·G, k·G)
+        pooled = F.adaptive_avg_pool2d(grid[None].float(), DETAIL_GRID)[0]  # (C, 4, 4)
+        return rearrange(pooled, "c h w -> (h w) c").to(tokens.dtype)  # (16, C)
+
     @classmethod
     def from_open_clip(cls, model_name: str, checkpoint: str | os.PathLike | None = None) -> "SemanticImageEncoder":
         """The image tower of open_clip model ``model_name`` (e.g. "ViT-L-14"), weights from a local file.

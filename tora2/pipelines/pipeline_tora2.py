@@ -22,27 +22,24 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import CogVideoXDPMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from einops import rearrange
-from PIL import Image
 
 # The component classes are imported here so that diffusers' from_pretrained, which resolves
 # model_index.json entries such as ["tora2.models.personalization", "PersonalizationExtractor"] through
 # sys.modules, finds them in any fresh process.
-import tora2.models.encoders  # noqa: F401
 import tora2.models.personalization  # noqa: F401
 import tora2.models.transformer_tora2  # noqa: F401
 from tora2.errors import InputError
+from tora2.models.encoders import white_square
 from tora2.pipelines.components import vae_compression
 from tora2.pipelines.conditioning import check_frame_size, encode_prompt, entity_conditions, null_flow_latents
 from tora2.specs import KINDS, EntitySpec, EntityTokens
 
 OUTPUT_TYPES = ("np", "pil", "pt", "latent")
-DETAIL_GRID = 4  # object-detail tokens per side, as entities/encode.py pools them
 
 
 @dataclass
@@ -52,22 +49,6 @@ class Tora2PipelineOutput(BaseOutput):
 
     frames: Any
     step_seconds: list[float]
-
-
-def _white_square(image) -> np.ndarray:
-    """(H, W, 3|4) uint8 / PIL → (S, S, 3) uint8: alpha composited onto white, padded square (white)."""
-    array = np.asarray(image.convert("RGBA") if isinstance(image, Image.Image) else image)
-    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
-        raise InputError(f"entity image must be (H, W, 3|4) uint8 or a PIL image; got {array.shape} {array.dtype}")
-    rgb = array[..., :3].astype(np.float32)
-    if array.shape[2] == 4:
-        alpha = array[..., 3:].astype(np.float32) / 255.0
-        rgb = rgb * alpha + 255.0 * (1.0 - alpha)
-    h, w = rgb.shape[:2]
-    side = max(h, w)
-    square = np.full((side, side, 3), 255.0, np.float32)
-    square[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = rgb
-    return square.round().astype(np.uint8)
 
 
 class Tora2Pipeline(DiffusionPipeline):
@@ -199,18 +180,17 @@ class Tora2Pipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ entity tokens
     @torch.no_grad()
     def encode_entity_images(self, entities: list[EntitySpec]) -> list[EntitySpec]:
-        """Entities with an image but no tokens get tokens from ``image_encoder``: semantic tokens of
-        the white-backed square crop, and object-detail tokens (its patch tokens pooled to 4×4) —
-        the CLI uses ``entities.encode_entity`` instead, which also routes faces and tiles at 2×."""
+        """Entities with an image but no tokens get tokens from ``image_encoder``: the same semantic
+        and object-detail tokens as ``entities.encode_entity`` (which adds the cache and face routing)."""
         out = []
         for entity in entities:
             if entity.tokens is None and entity.image is not None:
-                encoder = self.image_encoder
-                semantic = encoder.encode(encoder.preprocess([_white_square(entity.image)]))[0]  # (1 + G², Cs)
-                g = encoder.grid_size
-                grid = rearrange(semantic[1:], "(h w) c -> c h w", h=g, w=g)
-                detail = F.adaptive_avg_pool2d(grid[None].float(), DETAIL_GRID)[0]  # (Cs, 4, 4)
-                tokens = EntityTokens(semantic=semantic, identity=rearrange(detail, "c h w -> (h w) c"), kind="object")
+                square = white_square(entity.image)  # (S', S', 3)
+                tokens = EntityTokens(
+                    semantic=self.image_encoder.semantic_tokens(square),  # (1 + G², Cs)
+                    identity=self.image_encoder.detail_tokens(square),  # (16, Cs)
+                    kind="object",
+                )
                 entity = EntitySpec(**{**entity.__dict__, "tokens": tokens})
             out.append(entity)
         return out

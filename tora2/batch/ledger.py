@@ -25,10 +25,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tora2.io import atomic_output
 
 LEDGER_NAME = "ledger.jsonl"
 SHARD_GLOB = "ledger.rank*.jsonl"
@@ -141,17 +142,11 @@ def merge_ledgers(out_dir: str | os.PathLike) -> Path:
         if line not in seen:
             seen.add(line)
             lines.append(line)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{LEDGER_NAME}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_output(merged, suffix=".tmp", make_parents=False) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write("".join(line + "\n" for line in lines))
             f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, merged)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            os.fsync(f.fileno())  # the shards are deleted next: the merged ledger must be on disk
     for shard in shards:
         shard.unlink(missing_ok=True)
     return merged

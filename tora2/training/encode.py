@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +29,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tora2.errors import InputError
+from tora2.io import atomic_output
+from tora2.pipelines.components import vae_compression
 from tora2.pipelines.conditioning import (
     DEFAULT_MAX_PHRASE_TOKENS,
     encode_prompt,
@@ -39,7 +40,6 @@ from tora2.pipelines.conditioning import (
     num_latent_frames,
     phrase_token_embeds,
 )
-from tora2.pipelines.components import vae_compression
 from tora2.specs import EntityTokens
 from tora2.trajectory import latent_positions
 
@@ -130,15 +130,8 @@ class SampleEncoder:
         else:
             encoded = self.encode(sample)
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-                os.close(fd)
-                try:
-                    save_file({k: v.contiguous() for k, v in encoded.items()}, tmp, metadata={"key": json.dumps(key)})
-                    os.replace(tmp, path)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                with atomic_output(path, suffix=".tmp") as tmp:
+                    save_file({k: v.contiguous() for k, v in encoded.items()}, str(tmp), metadata={"key": json.dumps(key)})
         if self.keep_in_memory:
             self._memory[key] = encoded
         return encoded

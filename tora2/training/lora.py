@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from tora2.errors import InputError
+from tora2.io import atomic_output
 
 PREFIX = "transformer."
 METADATA_KEY = "lora_adapter_metadata"  # diffusers' LORA_ADAPTER_METADATA_KEY
@@ -42,15 +42,8 @@ def save_lora(transformer, path: str | os.PathLike, adapter_name: str = "default
     # Pipeline-level LoRA files prefix each adapter setting with the component name (diffusers' packing).
     config = {PREFIX + k: (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
     metadata = {"format": "pt", METADATA_KEY: json.dumps(config, default=str, indent=2, sort_keys=True)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, suffix=".tmp") as tmp:
+        save_file(state, str(tmp), metadata=metadata)
     return path
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tora2.errors import InputError
+from tora2.io import write_text_atomic
 from tora2.specs import KINDS
 
 CLIP_FIELDS = ("video", "caption", "entities", "start_frame", "id", "meta")
@@ -217,13 +217,4 @@ def write_manifest(clips: list[ClipRecord], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     root = path.parent.resolve()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for clip in clips:
-                handle.write(json.dumps(clip_to_dict(clip, root)) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, "".join(json.dumps(clip_to_dict(clip, root)) + "\n" for clip in clips))

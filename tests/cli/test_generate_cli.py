@@ -138,6 +138,7 @@ def test_embedded_default_model_warns_once(scene, monkeypatch, caplog):
         (["--width", "40"], "width 40 cannot be produced: it must be a positive multiple of 16"),
         (["-o", "{s}/out.avi"], "format '.avi' is not supported"),
         (["-o", "{s}/cat.png/out.mp4"], "cannot be written"),
+        (["-o", "/proc/tora2-nope/out.mp4"], "cannot be written: /proc is not a writable folder"),  # root passes os.access
         (["--offload", "disk"], "--offload 'disk' is not one of model, sequential"),
     ],
 )

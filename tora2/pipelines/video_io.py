@@ -48,8 +48,12 @@ def check_writable(path: str | os.PathLike) -> None:
     parent = p if kind == "dir" and p.exists() else p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"output {p} cannot be written: {parent} is not a writable folder; choose another -o")
+    # Probe with a real file: os.access says yes to root everywhere (even /proc).
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError:
+        raise InputError(f"output {p} cannot be written: {parent} is not a writable folder; choose another -o") from None
 
 
 def to_uint8(frames) -> np.ndarray:

@@ -198,6 +198,11 @@ def generate(
     requests = _entity_requests(entity, path, text, kind, tracks, frames, height, width, fps)
     if len(requests) > info.max_entities:
         raise InputError(f"{len(requests)} entities given but model {model_id} supports at most {info.max_entities}; drop some")
+    from entities.images import load_image
+
+    for r in requests:  # unreadable or corrupt images fail here, before the model loads
+        if r.image is not None:
+            load_image(r.image)
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     plan = _plan(prompt, model_id, frames, height, width, steps, guidance, seed, output, requests, overlay, offload)
     if dry_run:

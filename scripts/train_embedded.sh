@@ -3,11 +3,11 @@
 #   1. the VAE on synthetic sprite clips        (configs/train/embedded-vae.yaml, tora2/training/vae.py)
 #   2. transformer + DPE, stage `full`          (configs/train/embedded.yaml, scripts/train_embedded.py)
 #   3. copy the pipeline into the package and write the training-curve plot.
-# Usage: scripts/train_embedded.sh [--no-ship]      (PYTHON=... to pick the interpreter; CLIPS=800)
+# Usage: scripts/train_embedded.sh [--no-ship]      (PYTHON=... to pick the interpreter; CLIPS=3000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-CLIPS=${CLIPS:-800}
+CLIPS=${CLIPS:-3000}
 SHIP=1
 [[ "${1:-}" == "--no-ship" ]] && SHIP=0
 

@@ -54,7 +54,7 @@ def draw_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], title: str, s
         light = tuple(int(c + (255 - c) * 0.7) for c in colour)
         draw.line([(sx(s), sy(val)) for s, val in zip(steps, v)], fill=light, width=1)
         draw.line([(sx(s), sy(val)) for s, val in zip(steps, smooth(v))], fill=colour, width=2)
-        draw.text((x1 - 150, y0 + 8 + 14 * i), f"- {name}", fill=colour)
+        draw.text((x0 + 10, y1 - 16 - 14 * (len(series) - 1 - i)), f"- {name}", fill=colour)
 
 
 def main() -> None:

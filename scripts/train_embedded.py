@@ -19,10 +19,31 @@ import zlib
 import tora2  # noqa: F401  (the torchvision shim, before diffusers)
 from cli.train import entity_encoder as cli_entity_encoder
 from tora2.errors import InputError
-from tora2.synthetic import SyntheticClipDataset
+from tora2.synthetic import BACKGROUND_KINDS, SyntheticClipDataset
 from tora2.training.config import load_train_config
 from tora2.training.encode import pipeline_entity_encoder
 from tora2.training.loop import build_components, train
+
+
+class BackgroundDataset(SyntheticClipDataset):
+    """``SyntheticClipDataset`` with its backgrounds restricted to ``kinds`` (tora2.synthetic.BACKGROUND_KINDS);
+    the kinds are part of every clip key, so cached encodings of different sets never mix."""
+
+    def __init__(self, *args, kinds: tuple[str, ...], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kinds = tuple(kinds)
+
+    def clip(self, index: int):
+        from tora2.synthetic.clips import synthesize_clip
+        from tora2.synthetic.dataset import clip_rng, num_entities_for
+
+        rng = clip_rng(self.seed, self.split, index)
+        count = num_entities_for(rng, self.max_entities)
+        return synthesize_clip(rng, self.sprites, self.num_frames, self.height, self.width, count, self.split, self.kinds)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = super().__getitem__(index)
+        return {**sample, "key": f"{sample['key']}-{'+'.join(self.kinds)}"}
 
 
 def mixed_entity_encoder(components: dict):
@@ -82,13 +103,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config")
     parser.add_argument("--clips", type=int, required=True, help="number of synthetic training clips")
     parser.add_argument("--clip-seed", type=int, default=0, help="SyntheticClipDataset seed")
+    parser.add_argument("--backgrounds", default=None,
+                        help=f"comma-separated background kinds to draw from (default: all of {', '.join(BACKGROUND_KINDS)})")
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override (repeatable)")
     args = parser.parse_args(argv)
     try:
         cfg = load_train_config(args.config, args.overrides + ["progress=true"])
         (height, width), = [tuple(b) for b in cfg.data.buckets]
-        dataset = SyntheticClipDataset(args.clips, args.clip_seed, "train", cfg.data.num_frames, height, width)
+        if args.backgrounds is None:
+            dataset = SyntheticClipDataset(args.clips, args.clip_seed, "train", cfg.data.num_frames, height, width)
+        else:
+            kinds = tuple(k.strip() for k in args.backgrounds.split(","))
+            unknown = [k for k in kinds if k not in BACKGROUND_KINDS]
+            if unknown:
+                raise InputError(f"--backgrounds {args.backgrounds!r}: unknown kind(s) {', '.join(unknown)}; use {', '.join(BACKGROUND_KINDS)}")
+            dataset = BackgroundDataset(args.clips, args.clip_seed, "train", cfg.data.num_frames, height, width, kinds=kinds)
         components = build_components(cfg)
         encoder = mixed_entity_encoder(components)
         if cfg.data.cache_dir is not None:

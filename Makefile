@@ -14,7 +14,7 @@ info: install
 # The embedded default model (tora2/data/embedded/, no download) on the three sprites of examples/demo/.
 demo: install
 	$(VENV)/bin/tora2 generate --tracks examples/demo/tracks.json --seed 0 --overlay -o out.mp4 \
-		--prompt "a tangerine moves from left to right, a frog face moves down and a droplet moves up"
+		--prompt "a strawberry moves from left to right, a frog face moves down and a lemon moves up"
 
 # Retrain the embedded default model from scratch on CPU (VAE, then transformer + DPE) and ship it.
 .PHONY: embedded

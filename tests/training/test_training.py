@@ -145,8 +145,10 @@ def test_resume_is_exact(tmp_path, manifest):
     part = run(config(tmp_path / "b", manifest, **{**overrides, "max_steps": 2}))
     resumed = run(config(tmp_path / "b", manifest, **overrides), resume="latest")
     assert part.losses == full.losses[:2]
-    assert resumed.steps == [3, 4]
-    assert resumed.losses == full.losses[2:]
+    assert resumed.steps == [1, 2, 3, 4]  # the steps before the resume come from losses.json
+    assert resumed.losses == full.losses
+    saved = json.loads((tmp_path / "b" / "run" / "losses.json").read_text())
+    assert saved["step"] == [1, 2, 3, 4] and saved["loss"] == full.losses
     a = resumed.components["transformer"].state_dict()
     b = full.components["transformer"].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -199,7 +201,7 @@ def test_latent_cache_on_disk(tmp_path, manifest):
     cfg = config(tmp_path, manifest, max_steps=1, **{"data.cache_dir": str(tmp_path / "cache")})
     first = run(cfg)
     files = sorted(p.name for p in (tmp_path / "cache").rglob("*.safetensors"))
-    assert len(files) == 3 * 0 + len(files) and len(files) >= 1
+    assert len(files) >= 1
     second = run(config(tmp_path / "again", manifest, max_steps=1, **{"data.cache_dir": str(tmp_path / "cache")}))
     assert second.losses == first.losses
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -35,6 +34,7 @@ import torch
 
 from tora2.configuration import write_yaml
 from tora2.errors import InputError, Tora2Error
+from tora2.io import write_json_atomic
 from tora2.training.config import TrainConfig, check_config
 from tora2.training.dataset import BucketBatchSampler, ClipDataset
 from tora2.training.encode import SampleEncoder, collate
@@ -54,6 +54,25 @@ class TrainResult:
     pipeline_dir: Path | None = None
     lora_path: Path | None = None
     components: dict | None = None
+
+
+LOSS_KEYS = {"step": "steps", "loss": "losses", "diffusion": "diffusion_losses", "contrastive": "contrastive_losses"}
+
+
+def write_losses(output_dir: Path, result: TrainResult) -> None:
+    """``losses.json``: every step's losses so far (rewritten at each checkpoint and at the end)."""
+    write_json_atomic({key: getattr(result, attr) for key, attr in LOSS_KEYS.items()}, output_dir / "losses.json", indent=None)
+
+
+def read_losses(output_dir: Path, up_to_step: int, result: TrainResult) -> None:
+    """Load the losses of the steps before a resume (≤ ``up_to_step``) into ``result``."""
+    path = output_dir / "losses.json"
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    keep = [i for i, step in enumerate(data.get("step", [])) if step <= up_to_step]
+    for key, attr in LOSS_KEYS.items():
+        getattr(result, attr).extend(data.get(key, [])[i] for i in keep)
 
 
 class TrainingState:
@@ -125,22 +144,6 @@ def select_trainable(cfg: TrainConfig, components: dict) -> list[torch.nn.Parame
     if not params:
         raise InputError(f"stage {cfg.stage!r} found no trainable parameters in this model; check the model config")
     return params
-
-
-def contiguous_group_norm_inputs(model: torch.nn.Module) -> int:
-    """Make every GroupNorm's input contiguous (a forward pre-hook; values unchanged); returns how many.
-
-    Why: on the CPU torch 2.13 build, the backward of ``fuser.{i}.flow_cond_norm`` (NativeGroupNormBackward0)
-    segfaults when its weight is trained and its input is the channels-last-strided view that the
-    block's ``b (f h w) d -> (b f) d h w`` rearrange produces (strides (N·D, 1, w·D, D)). A contiguous
-    copy avoids it. docs/training.md has the details."""
-    count = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.GroupNorm) and not getattr(module, "_tora2_contiguous", False):
-            module.register_forward_pre_hook(lambda _, args: (args[0].contiguous(), *args[1:]))
-            module._tora2_contiguous = True
-            count += 1
-    return count
 
 
 def set_train_mode(model: torch.nn.Module) -> None:
@@ -316,7 +319,6 @@ def train(
     transformer, personalization = components["transformer"], components.get("personalization")
     scheduler = components["scheduler"]
     trainable = select_trainable(cfg, components)
-    contiguous_group_norm_inputs(transformer)
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     encoder = SampleEncoder(components, entity_encoder, cfg.data.cache_dir)
@@ -360,6 +362,8 @@ def train(
         return epoch_cache[epoch][position * world + rank]
 
     result = TrainResult(output_dir=output_dir)
+    if checkpoint is not None:
+        read_losses(output_dir, state.step, result)
     progress = None
     if cfg.progress and accelerator.is_main_process:
         from tqdm.auto import tqdm
@@ -404,6 +408,8 @@ def train(
             progress.set_postfix(loss=f"{result.losses[-1]:.4f}")
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.max_steps:
             save_checkpoint(accelerator, cfg, output_dir, state.step)
+            if accelerator.is_main_process:
+                write_losses(output_dir, result)
         if cfg.validation.every and state.step % cfg.validation.every == 0 and accelerator.is_main_process:
             run_validation(cfg, components, accelerator, dataset, state.step, encoder.entity_encoder)
     if progress is not None:
@@ -423,9 +429,7 @@ def train(
             result.lora_path = save_lora(components["transformer"], output_dir / "lora.safetensors")
         if cfg.save_pipeline:
             result.pipeline_dir = save_pipeline(components, output_dir / "pipeline")
-        (output_dir / "losses.json").write_text(json.dumps(
-            {"step": result.steps, "loss": result.losses, "diffusion": result.diffusion_losses,
-             "contrastive": result.contrastive_losses}))
+        write_losses(output_dir, result)
     if cfg.tensorboard:
         accelerator.end_training()
     accelerator.wait_for_everyone()

@@ -1,6 +1,7 @@
 """Seconds per denoising step and peak RSS on CPU; Tora2's per-step overhead against CogVideoX.
 
-For each size (``tiny`` = configs/model/tiny.yaml; ``small`` = tiny with 4 blocks of width 128)
+For each size (``tiny`` = configs/model/tiny.yaml; ``small`` = tiny with 4 blocks of width 128;
+``medium`` = 4 blocks of width 512)
 one fresh subprocess builds the components and times, in the same run:
 
 * ``cogvideox``: diffusers' CogVideoXPipeline with a CogVideoXTransformer3DModel of the same size
@@ -29,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = {
     "tiny": {},
     "small": {"num_layers": 4, "num_attention_heads": 4, "attention_head_dim": 32, "motion_channels": 32},
+    # Width 512 (the entity attention stays 2×16 wide, as in tiny): the overhead's trend with size.
+    "medium": {"num_layers": 4, "num_attention_heads": 8, "attention_head_dim": 64, "motion_channels": 32},
 }
 COGVIDEOX_KEYS = (
     "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "time_embed_dim", "text_embed_dim",

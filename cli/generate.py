@@ -25,6 +25,8 @@ import typer
 from cli.errors import handle_errors
 from tora2.errors import InputError
 
+# γ/β held for the whole generation when they fit (small and mid-size models); 5B recomputes them.
+MOTION_CACHE_BYTES = 1 << 30
 OFFLOAD_MODES = ("model", "sequential")
 
 
@@ -253,6 +255,7 @@ def generate(
     elif torch.cuda.is_available():
         pipe.to("cuda")
     pipe.set_progress_bar_config(desc="denoising", file=sys.stderr)
+    pipe.enable_motion_modulation_cache(max_bytes=MOTION_CACHE_BYTES)
     kwargs = {"num_inference_steps": steps} if steps is not None else {}
     if guidance is not None:
         kwargs["guidance_scale"] = guidance

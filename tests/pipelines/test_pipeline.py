@@ -181,3 +181,25 @@ def test_motion_modulation_cache_gives_the_same_video():
     reference = run(pipe, output_type="latent").frames
     pipe.enable_motion_modulation_cache()
     torch.testing.assert_close(run(pipe, output_type="latent").frames, reference, rtol=0, atol=1e-5)
+
+
+def test_motion_cache_budget_and_its_estimate(monkeypatch):
+    pipe = make_pipeline()
+    cfg = pipe.transformer.config
+    tokens = ((F - 1) // 4 + 1) * (H // pipe.vae_scale_factor_spatial // 2) * (W // pipe.vae_scale_factor_spatial // 2)
+    expected = 2 * cfg.num_layers * tokens * cfg.num_attention_heads * cfg.attention_head_dim * 4  # float32
+    assert pipe.motion_modulation_bytes(1, F, H, W) == expected
+    seen = []
+    original = pipe.transformer.prepare_conditions
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["precompute_modulation"], kwargs["video_flow"].shape[0]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.transformer, "prepare_conditions", spy)
+    pipe.enable_motion_modulation_cache(max_bytes=expected - 1)
+    run(pipe, output_type="latent")
+    pipe.enable_motion_modulation_cache(max_bytes=expected)
+    run(pipe, output_type="latent")
+    # Both guidance branches share one flow (batch 1), so the budget is that of a single trajectory.
+    assert seen == [(False, 1), (True, 1)]

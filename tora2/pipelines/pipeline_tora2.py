@@ -90,15 +90,30 @@ class Tora2Pipeline(DiffusionPipeline):
         )
         self.vae_scale_factor_temporal, self.vae_scale_factor_spatial = vae_compression(vae)
         self._cache_motion_modulation = False
+        self._motion_cache_max_bytes: int | None = None
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
 
-    def enable_motion_modulation_cache(self) -> None:
+    def enable_motion_modulation_cache(self, max_bytes: int | None = None) -> None:
         """Compute every fuser's γ/β once per call instead of once per step: faster steps, at the cost
-        of 2·num_layers·(G·B)·N·D extra values in memory (the Tora parts' per-step work disappears)."""
+        of holding 2·num_layers·N·D values per distinct trajectory batch (one when all guidance
+        branches share the path; about 9 GB in bf16 for CogVideoX-5B at 49×480×720).
+        ``max_bytes``: use the cache only for calls whose γ/β fit in this many bytes."""
         self._cache_motion_modulation = True
+        self._motion_cache_max_bytes = max_bytes
 
     def disable_motion_modulation_cache(self) -> None:
         self._cache_motion_modulation = False
+        self._motion_cache_max_bytes = None
+
+    def motion_modulation_bytes(self, video_flow_batch: int, num_frames: int, height: int, width: int) -> int:
+        """Bytes the fusers' γ/β take for one call (0 for a transformer without Tora parts)."""
+        cfg = self.transformer.config
+        if cfg.motion_channels is None:
+            return 0
+        _, frames, _, h, w = self._latent_shape(video_flow_batch, num_frames, height, width)
+        tokens = frames * (h // cfg.patch_size) * (w // cfg.patch_size)
+        dim = cfg.num_attention_heads * cfg.attention_head_dim
+        return 2 * cfg.num_layers * video_flow_batch * tokens * dim * self.transformer.dtype.itemsize
 
     # ------------------------------------------------------------------ properties
     @property
@@ -302,7 +317,12 @@ class Tora2Pipeline(DiffusionPipeline):
                 # Every branch and prompt shares one deterministic flow: run the trajectory extractor
                 # (and hold γ/β) once instead of G·B times; the transformer broadcasts it.
                 branch_inputs["video_flow"] = branch_inputs["video_flow"][:1]
-            conditions = self.transformer.prepare_conditions(precompute_modulation=self._cache_motion_modulation, **branch_inputs)
+            flow = branch_inputs["video_flow"]
+            precompute = self._cache_motion_modulation and (
+                self._motion_cache_max_bytes is None
+                or self.motion_modulation_bytes(flow.shape[0], num_frames, height, width) <= self._motion_cache_max_bytes
+            )
+            conditions = self.transformer.prepare_conditions(precompute_modulation=precompute, **branch_inputs)
 
         # 3. Timesteps and initial noise.
         self.scheduler.set_timesteps(num_inference_steps, device=device)

@@ -55,6 +55,9 @@ class PipelineBackend:
             if self.device is not None:
                 self.pipe.to(self.device)
             self.pipe.set_progress_bar_config(disable=True)  # the batch has its own bar, over jobs
+            from cli.generate import MOTION_CACHE_BYTES
+
+            self.pipe.enable_motion_modulation_cache(max_bytes=MOTION_CACHE_BYTES)
             self.cache = EntityCache()
             self.load_seconds = time.perf_counter() - start
         return self.pipe

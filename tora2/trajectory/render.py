@@ -33,6 +33,16 @@ def blur_parameters(height: int, width: int) -> tuple[float, int]:
     return REFERENCE_SIGMA * factor, max(3, size)
 
 
+def resolve_blur(height: int, width: int, sigma: float | None, kernel_size: int | None) -> tuple[float, int]:
+    """The given blur, or :func:`blur_parameters`' defaults for what is None; checked."""
+    default_sigma, default_size = blur_parameters(height, width)
+    sigma = default_sigma if sigma is None else float(sigma)
+    kernel_size = default_size if kernel_size is None else int(kernel_size)
+    if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
+        raise InputError(f"blur kernel_size {kernel_size} / sigma {sigma:g}: need an odd kernel_size ≥ 1 and sigma > 0")
+    return sigma, kernel_size
+
+
 def gaussian_profile(sigma: float, kernel_size: int) -> np.ndarray:
     """1-D Gaussian of ``kernel_size`` taps with peak 1; ``outer(g, g)`` is Tora's 2-D kernel."""
     offsets = np.arange(kernel_size, dtype=np.float64) - kernel_size // 2
@@ -122,11 +132,7 @@ def render_flow(
     ``visible`` (one (F,) bool mask per path): a displacement is written only where the path is
     visible at both ends. ``sigma`` / ``kernel_size`` default to :func:`blur_parameters`.
     """
-    default_sigma, default_size = blur_parameters(height, width)
-    sigma = default_sigma if sigma is None else float(sigma)
-    kernel_size = default_size if kernel_size is None else int(kernel_size)
-    if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
-        raise InputError(f"blur kernel_size {kernel_size} / sigma {sigma:g}: need an odd kernel_size ≥ 1 and sigma > 0")
+    sigma, kernel_size = resolve_blur(height, width, sigma, kernel_size)
     frames = sparse_flow(points, visible, height, width)
     profile = gaussian_profile(sigma, kernel_size)  # (K,)
     flow = np.zeros((len(frames), height, width, 2), dtype=np.float32)  # (F, H, W, 2)
@@ -154,9 +160,7 @@ def render_flow_reference(
     kernel_size: int | None = None,
 ) -> np.ndarray:
     """Tora's way, for tests and benchmarks: write the sparse flow, then ``cv2.filter2D`` every frame."""
-    default_sigma, default_size = blur_parameters(height, width)
-    sigma = default_sigma if sigma is None else float(sigma)
-    kernel_size = default_size if kernel_size is None else int(kernel_size)
+    sigma, kernel_size = resolve_blur(height, width, sigma, kernel_size)
     frames = sparse_flow(points, visible, height, width)
     flow = np.zeros((len(frames), height, width, 2), dtype=np.float32)  # (F, H, W, 2)
     for t, writes in enumerate(frames):

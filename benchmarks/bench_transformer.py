@@ -153,8 +153,8 @@ def analytic_step_flops(
     }
     if tora and modulation_per_step:
         cm, hidden = cfg["motion_channels"], d // 4
-        spatial = 2 * (b * f * h * w) * hidden * cm * 9  # 3×3 conv
-        temporal = 2 * (b * h * w * f) * d * hidden * 3  # kernel-3 conv over frames
+        spatial = 2 * (f * h * w) * hidden * cm * 9  # 3×3 conv, once for the shared (batch-1) trajectory
+        temporal = 2 * (h * w * f) * d * hidden * 3  # kernel-3 conv over frames
         parts["motion guidance (MGF)"] = layers * 2 * (spatial + temporal)  # γ and β
     if entities:
         de = cfg["entity_dim"]
@@ -243,7 +243,8 @@ def make_inputs(cfg: dict, shapes: Shapes, device: torch.device, dtype: torch.dt
 def make_flow(cfg: dict, shapes: Shapes, device: torch.device, dtype: torch.dtype, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed + 1)
     c = cfg.get("motion_in_channels") or cfg["in_channels"]
-    return torch.randn(shapes.batch, shapes.frames, c, shapes.height, shapes.width, generator=g).to(device, dtype)
+    # Batch 1: the guidance halves share one trajectory, which the transformer broadcasts (as the pipeline does).
+    return torch.randn(1, shapes.frames, c, shapes.height, shapes.width, generator=g).to(device, dtype)
 
 
 def make_entity_inputs(cfg: dict, shapes: Shapes, entities: int, device: torch.device, dtype: torch.dtype, seed: int):

@@ -60,7 +60,7 @@ def test_counted_and_analytic_flops_agree(tiny_run):
     plain = by_name[("plain CogVideoX (diffusers)", "default", None)]
     assert precomputed.flops_analytic == plain.flops_analytic  # γ/β precomputed: the step is CogVideoX's
     assert per_step.flops_analytic > plain.flops_analytic
-    assert precomputed.extra_bytes == 2 * 2 * (2 * 3 * 8 * 8 // 4) * 64 * 4  # layers·(γ,β)·(B·N)·D·fp32
+    assert precomputed.extra_bytes == 2 * 2 * (1 * 3 * 8 * 8 // 4) * 64 * 4  # layers·(γ,β)·N·D·fp32: one shared trajectory
 
 
 def test_analytic_flops_of_the_5b_step():

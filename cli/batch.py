@@ -10,7 +10,6 @@ GPU LOCAL_RANK; see docs/batch.md.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 import warnings
@@ -103,15 +102,10 @@ class PipelineBackend:
             specs.append(spec)
         return specs
 
-    # -- Backend.batch_key: Tora2Pipeline.__call__ shares one entity list across a batch's prompts
+    # -- Backend.batch_key: jobs of one shape share a forward (each prompt brings its own entities)
     @staticmethod
     def batch_key(job):
-        digest = hashlib.sha256()
-        for e in job.entities:
-            digest.update(repr((e.text, e.image, e.kind)).encode())
-            for array in (e.trajectory, e.visible):
-                digest.update(b"-" if array is None else array.tobytes())
-        return (job.shape, job.negative_prompt is None, digest.hexdigest())
+        return (job.shape, job.negative_prompt is None)
 
     # -- Backend.generate: one batched forward
     def generate(self, jobs, prepared):
@@ -128,7 +122,7 @@ class PipelineBackend:
         if any(j.negative_prompt is not None for j in jobs):
             negative = [j.negative_prompt or "" for j in jobs]
         result = pipe(
-            [j.prompt for j in jobs], entities=prepared[0], negative_prompt=negative,
+            [j.prompt for j in jobs], entities=list(prepared), negative_prompt=negative,
             num_frames=first.num_frames, height=first.height, width=first.width,
             generator=[torch.Generator("cpu").manual_seed(j.seed) for j in jobs],
             output_type="np", **kwargs,

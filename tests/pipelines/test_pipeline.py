@@ -205,3 +205,18 @@ def test_motion_cache_budget_and_its_estimate(monkeypatch):
     run(pipe, output_type="latent")
     # Both guidance branches share one flow (batch 1), so the budget is that of a single trajectory.
     assert seen == [(False, 1), (True, 1)]
+
+
+def test_one_entity_list_per_prompt_equals_separate_runs():
+    pipe = make_pipeline().to(torch.float64)  # float64: batching only reorders sums
+    cat, dog = entities()
+    kwargs = dict(num_frames=F, height=H, width=W, num_inference_steps=STEPS)
+    prompts = ["a cat chases a dog", "a dog runs left"]
+    generators = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]
+    batched = pipe(prompts, entities=[[cat, dog], [dog]], generator=generators, **kwargs).frames
+    one = run(pipe, prompts[0], seed=5, entities=[cat, dog]).frames[0]
+    two = run(pipe, prompts[1], seed=6, entities=[dog]).frames[0]  # padded to 2 entities in the batch
+    np.testing.assert_allclose(batched[0], one, atol=1e-5)
+    np.testing.assert_allclose(batched[1], two, atol=1e-5)
+    with pytest.raises(InputError, match="entities has 3 lists for 2 prompts"):
+        pipe(prompts, entities=[[cat], [dog], [cat]], **kwargs)

@@ -133,7 +133,7 @@ class Tora2Pipeline(DiffusionPipeline):
         self,
         prompt: list[str],
         negative_prompt: list[str] | None,
-        entities: list[EntitySpec],
+        entities: list[list[EntitySpec]],
         num_frames: int,
         height: int,
         width: int,
@@ -157,6 +157,30 @@ class Tora2Pipeline(DiffusionPipeline):
         bad = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
         if bad:
             raise InputError(f"callback tensor input(s) {', '.join(bad)} unknown; allowed: {', '.join(self._callback_tensor_inputs)}")
+        for sample in entities:
+            self._check_entities(sample, num_frames)
+        if latents is not None:
+            expected = self._latent_shape(len(prompt), num_frames, height, width)
+            if tuple(latents.shape) != expected:
+                raise InputError(f"latents must be {expected} for this request; got {tuple(latents.shape)}")
+
+    @staticmethod
+    def _entities_per_prompt(entities, batch: int) -> tuple[list[list[EntitySpec]], bool]:
+        """``entities`` as one list per prompt, and whether all prompts share one list."""
+        entities = list(entities)
+        if not entities or not all(isinstance(e, (list, tuple)) for e in entities):
+            return [entities] * batch, True
+        if len(entities) != batch:
+            raise InputError(f"entities has {len(entities)} lists for {batch} prompts; give one list per prompt or one shared list")
+        return [list(sample) for sample in entities], False
+
+    def _latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        s = self.vae_scale_factor_spatial
+        frames = (num_frames - 1) // self.vae_scale_factor_temporal + 1
+        return (batch, frames, self.transformer.config.in_channels, height // s, width // s)
+
+    def _check_entities(self, entities: list[EntitySpec], num_frames: int) -> None:
+        """One prompt's entities: types, kinds, path shapes, and the components their references need."""
         if len(entities) > self.max_entities:
             raise InputError(
                 f"{len(entities)} entities given but this model supports at most {self.max_entities}; drop some entities"
@@ -182,15 +206,6 @@ class Tora2Pipeline(DiffusionPipeline):
                 )
         if entities and self.personalization is None and any(e.tokens is not None or e.image is not None for e in entities):
             raise InputError("entities have reference images but this pipeline has no personalization component")
-        if latents is not None:
-            expected = self._latent_shape(len(prompt), num_frames, height, width)
-            if tuple(latents.shape) != expected:
-                raise InputError(f"latents must be {expected} for this request; got {tuple(latents.shape)}")
-
-    def _latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
-        s = self.vae_scale_factor_spatial
-        frames = (num_frames - 1) // self.vae_scale_factor_temporal + 1
-        return (batch, frames, self.transformer.config.in_channels, height // s, width // s)
 
     # ------------------------------------------------------------------ entity tokens
     @torch.no_grad()
@@ -239,7 +254,7 @@ class Tora2Pipeline(DiffusionPipeline):
     def __call__(
         self,
         prompt: str | list[str],
-        entities: Sequence[EntitySpec] = (),
+        entities: Sequence[EntitySpec] | Sequence[Sequence[EntitySpec]] = (),
         negative_prompt: str | list[str] | None = None,
         num_frames: int | None = None,
         height: int | None = None,
@@ -259,9 +274,11 @@ class Tora2Pipeline(DiffusionPipeline):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ):
-        """Generate videos for ``prompt`` (B prompts share ``entities``).
+        """Generate videos for ``prompt``.
 
-        entities: EntitySpec per entity (phrase, path (F, 2) px, visibility, reference image or tokens).
+        entities: EntitySpec per entity (phrase, path (F, 2) px, visibility, reference image or tokens),
+        shared by all B prompts; or B such lists, one per prompt (counts may differ: shorter lists are
+        padded with masked entities).
         num_frames/height/width default to the transformer's sample size. ``guidance_scale`` is the
         text scale (1 = no text guidance); ``reference_guidance_scale`` / ``trajectory_guidance_scale``
         add a branch each when set. ``use_dynamic_cfg`` is CogVideoX's cosine schedule of the text scale.
@@ -274,9 +291,9 @@ class Tora2Pipeline(DiffusionPipeline):
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if negative_prompt is not None:
             negative_prompt = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
-        entities = list(entities)
+        entity_lists, shared_entities = self._entities_per_prompt(entities, len(prompts))
         self.check_inputs(
-            prompts, negative_prompt, entities, num_frames, height, width, num_inference_steps, guidance_scale,
+            prompts, negative_prompt, entity_lists, num_frames, height, width, num_inference_steps, guidance_scale,
             output_type, latents, callback_on_step_end_tensor_inputs,
         )
         batch = len(prompts)
@@ -284,9 +301,10 @@ class Tora2Pipeline(DiffusionPipeline):
         max_sequence_length = max_sequence_length or self.tokenizer.model_max_length
         use_text_guidance = guidance_scale > 1.0
         branches = (["uncond"] if use_text_guidance else []) + ["cond"]
-        if reference_guidance_scale is not None and entities:
+        all_entities = [e for sample in entity_lists for e in sample]
+        if reference_guidance_scale is not None and all_entities:
             branches.append("no_reference")
-        if trajectory_guidance_scale is not None and any(e.trajectory is not None for e in entities):
+        if trajectory_guidance_scale is not None and any(e.trajectory is not None for e in all_entities):
             branches.append("no_trajectory")
 
         # 1. Prompt embeddings (once).
@@ -298,9 +316,9 @@ class Tora2Pipeline(DiffusionPipeline):
         dtype = prompt_embeds.dtype
 
         # 2. Entity tokens and every timestep-independent condition (once).
-        entities = self.encode_entity_images(entities)
+        entity_lists = [self.encode_entity_images(sample) for sample in entity_lists]
         base = entity_conditions(
-            [entities] * batch, prompts, prompt_embeds, self.tokenizer, self.text_encoder, self.vae,
+            entity_lists, prompts, prompt_embeds, self.tokenizer, self.text_encoder, self.vae,
             self.personalization, num_frames=num_frames, height=height, width=width, sample_mode=flow_sample_mode,
         )
         null_flow = None
@@ -313,7 +331,7 @@ class Tora2Pipeline(DiffusionPipeline):
             branch_inputs = self._concat([self._branch_inputs(base, b, null_flow) for b in branches])
             branch_inputs = {k: (v.to(device) if v is not None else None) for k, v in branch_inputs.items()}
             branch_inputs["video_flow"] = branch_inputs["video_flow"].to(dtype)
-            if "no_trajectory" not in branches and flow_sample_mode == "mode":
+            if shared_entities and "no_trajectory" not in branches and flow_sample_mode == "mode":
                 # Every branch and prompt shares one deterministic flow: run the trajectory extractor
                 # (and hold γ/β) once instead of G·B times; the transformer broadcasts it.
                 branch_inputs["video_flow"] = branch_inputs["video_flow"][:1]

@@ -531,20 +531,9 @@ def _unwrap(module):
 
 def write_validation_video(frames: np.ndarray, path: Path) -> Path:
     """(F, H, W, 3) float in [0, 1] → an animated GIF (8 fps), written atomically."""
-    import os
-    import tempfile
+    from tora2.pipelines.video_io import write_video
 
-    import imageio.v3 as iio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".gif")
-    os.close(fd)
-    try:
-        iio.imwrite(tmp, (np.clip(frames, 0, 1) * 255).round().astype(np.uint8), duration=125, loop=0)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_video(frames, path, fps=8.0)
     return path
 
 

@@ -27,8 +27,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -x -m "not slow"
 
+# The quick CPU benchmarks (each prints a table; docs/benchmarks.md lists them all).
 bench: install
 	$(PY) benchmarks/bench_flow.py
+	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info

@@ -85,7 +85,7 @@ def main() -> None:
             run(items[:1], encoder, None)  # warm-up (first-call allocations)
             for label, use in (("none", None), ("cold", cache), ("warm", cache)):
                 seconds = run(items, encoder, use)
-                rows.append((f"prepare+encode", f"{name} ({encoder.config.model_name}, {encoder.image_size}px, "
+                rows.append(("prepare+encode", f"{name} ({encoder.config.model_name}, {encoder.image_size}px, "
                              f"{encoder.num_tokens}x{encoder.out_dim})", label, args.entities / seconds, 1000 * seconds / args.entities))
     print(f"\n{args.entities} entities, {args.threads} CPU threads, torch {torch.__version__}\n")
     header = f"{'step':<16}{'semantic encoder':<40}{'cache':<7}{'entities/s':>12}{'ms/entity':>12}"

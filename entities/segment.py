@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import cv2

@@ -1,7 +1,6 @@
 """``tora2 generate`` through a Typer app that registers the real command: files, exit codes, messages."""
 
 import json
-import os
 
 import imageio.v3 as iio
 import numpy as np

@@ -2,7 +2,6 @@ import multiprocessing
 import threading
 
 import numpy as np
-import pytest
 import torch
 
 from entities.cache import EntityCache, default_cache_root, image_hash

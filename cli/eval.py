@@ -31,9 +31,12 @@ def evaluate(
 ) -> None:
     """Evaluate trajectory error, binding accuracy and appearance similarity on 1, 2 and 3 entities."""
     from tora2.evaluation import (
+        ColorHistogram,
+        appearance_embedding_name,
         format_table,
         make_cases,
         pipeline_generator,
+        pretrained_semantic_encoder,
         run_evaluation,
     )
 
@@ -54,23 +57,21 @@ def evaluate(
 
         pipe, model_id = load_pipeline(model)
         num_frames, default_height, default_width = pipe.default_size
-        encoder = pipe.image_encoder
+        encoder = pipe.image_encoder if pretrained_semantic_encoder(pipe.image_encoder) else None
     num_frames = frames if frames is not None else num_frames
     height = height if height is not None else default_height
     width = width if width is not None else default_width
     if encoder is None:
-        from tora2.models.encoders import SemanticImageEncoder
-
-        encoder = SemanticImageEncoder.tiny()
-        typer.echo("warning: no semantic image encoder (none with --ground-truth or in this model); appearance "
-                   "similarity uses a tiny random encoder, comparable only between runs of this command", err=True)
+        encoder = ColorHistogram()
+        typer.echo("note: no pretrained semantic image encoder here; appearance similarity compares colour "
+                   "histograms (docs/results.md)", err=True)
     case_list = make_cases(cases, num_frames, height, width, split=split, seed=seed)
     generate = (lambda case: case.frames) if ground_truth else pipeline_generator(pipe, steps, guidance_scale, seed)
     report = run_evaluation(case_list, generate, encoder=encoder, progress=True)
     report["settings"] = {"model": model_id, "split": split, "cases_per_count": cases, "seed": seed, "num_frames": num_frames,
                           "height": height, "width": width, "steps": None if ground_truth else steps,
                           "guidance_scale": None if ground_truth else guidance_scale,
-                          "encoder": getattr(encoder.config, "model_name", "?")}
+                          "appearance_embedding": appearance_embedding_name(encoder)}
     write_json_atomic(report, output, indent=1)
     typer.echo(format_table(report["summary"]))
     typer.echo(f"wrote {output}")

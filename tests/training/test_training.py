@@ -287,3 +287,25 @@ def test_train_trajectory_runs_and_trains_tora_parts(tmp_path, manifest):
                           env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["tora", "tora2"]
+
+
+# ------------------------------------------------------------------------- architecture overrides
+def test_transformer_overrides_rebuild_the_transformer_for_an_ablation(tmp_path, manifest):
+    cfg = config(tmp_path, manifest, stage="full", **{"model.transformer": {"binder": "linear", "entity_locality_sigma": 0.1}})
+    components = build_components(cfg)
+    transformer = components["transformer"]
+    assert transformer.config.binder == "linear" and transformer.config.entity_locality_sigma == 0.1
+    assert type(transformer.entity_binder).__name__ == "LinearBinding"
+    result = train(cfg, entity_encoder=fake_entity_encoder(components), components=components)
+    assert len(result.losses) == 4 and all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def test_transformer_overrides_need_stage_full_and_known_fields(tmp_path, manifest):
+    with pytest.raises(InputError, match="use stage full"):
+        config(tmp_path, manifest, stage="tora2", **{"model.transformer": {"binder": "none"}})
+    cfg = config(tmp_path, manifest, stage="full", **{"model.transformer": {"bindr": "none"}})
+    with pytest.raises(InputError, match="unknown transformer field.*bindr"):
+        build_components(cfg)
+    cfg = config(tmp_path, manifest, stage="full", **{"model.transformer": {"binder": "mlp"}})
+    with pytest.raises(InputError, match="binder must be one of"):
+        build_components(cfg)

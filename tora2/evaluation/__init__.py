@@ -2,7 +2,14 @@
 accuracy, appearance similarity with a shuffled-reference baseline) and the ``tora2 eval`` runner.
 docs/results.md shows the table and the tracker's own error."""
 
-from tora2.evaluation.metrics import binding_correct, crop_square, trajectory_error
+from tora2.evaluation.metrics import (
+    ColorHistogram,
+    appearance_embedding_name,
+    binding_correct,
+    crop_square,
+    pretrained_semantic_encoder,
+    trajectory_error,
+)
 from tora2.evaluation.runner import (
     EvalCase,
     format_table,
@@ -15,6 +22,9 @@ from tora2.evaluation.runner import (
 from tora2.evaluation.tracker import TrackResult, track_entity
 
 __all__ = [
+    "ColorHistogram",
+    "appearance_embedding_name",
+    "pretrained_semantic_encoder",
     "EvalCase",
     "TrackResult",
     "binding_correct",

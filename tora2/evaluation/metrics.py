@@ -4,10 +4,12 @@
   requested point and the tracked one; also reported as % of the frame width.
 * Binding accuracy: an entity is bound correctly when its tracked path is closer (mean L1) to its
   own request than to any other entity's request in the same video. Undefined for one entity.
-* Appearance similarity: cosine between the semantic encoder's pooled embedding of the reference
-  (sprite on white, padded square) and of the square crop of the video at the tracked position
-  and size, averaged over sampled frames. The shuffled-reference baseline compares the same crops
-  with another entity's reference.
+* Appearance similarity: cosine between embeddings of the reference (sprite on white, padded
+  square) and of the square crop of the video at the tracked position and size, averaged over
+  sampled frames. The embedding is a pretrained semantic encoder's pooled token when the model has
+  one, else a colour histogram (:class:`ColorHistogram`): a randomly initialised tiny encoder maps
+  every 64-px crop to nearly the same vector (cosine ≈ 0.95 for any pair), which measures nothing.
+  The shuffled-reference baseline compares the same crops with another entity's reference.
 """
 
 from __future__ import annotations
@@ -57,8 +59,48 @@ def crop_square(frame: np.ndarray, centre, size: float) -> np.ndarray:
     return out
 
 
+class ColorHistogram:
+    """A model-free appearance embedding: the square root of the normalised HSV histogram of the
+    non-white pixels (``bins`` per channel), so the cosine of two embeddings is their Bhattacharyya
+    coefficient (1 = same colour distribution, 0 = no colour in common)."""
+
+    name = "hsv-histogram"
+
+    def __init__(self, bins: tuple[int, int, int] = (12, 4, 4), white_saturation: float = 0.08, white_value: float = 0.92):
+        self.bins = bins
+        self.white_saturation, self.white_value = white_saturation, white_value
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """images: (h, w, 3) uint8 RGB each → (E, prod(bins)) L2-normalised."""
+        import cv2
+
+        out = []
+        for image in images:
+            hsv = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.float64)
+            h, sat, val = hsv[:, 0] / 180.0, hsv[:, 1] / 255.0, hsv[:, 2] / 255.0  # OpenCV hue is 0..179
+            keep = ~((sat < self.white_saturation) & (val > self.white_value))
+            keep = keep if keep.any() else np.ones_like(keep)
+            hist, _ = np.histogramdd(np.stack([h, sat, val], 1)[keep], bins=self.bins, range=[(0, 1)] * 3)
+            vector = np.sqrt(hist.ravel() / hist.sum())
+            out.append(vector / max(np.linalg.norm(vector), 1e-12))
+        return np.stack(out)
+
+
+def pretrained_semantic_encoder(encoder) -> bool:
+    """Whether a SemanticImageEncoder is a real pretrained tower (from_open_clip / DINOv2), not a tiny
+    randomly initialised one ("tiny", "custom"), whose embeddings are not worth comparing."""
+    return encoder is not None and getattr(encoder.config, "model_name", "custom") not in ("tiny", "custom")
+
+
+def appearance_embedding_name(encoder) -> str:
+    return getattr(encoder, "name", None) or getattr(encoder.config, "model_name", "?")
+
+
 def embed(encoder, images: list[np.ndarray]) -> np.ndarray:
-    """Pooled, L2-normalised semantic embeddings → (E, C)."""
+    """L2-normalised appearance embeddings → (E, C): ``encoder.embed`` when it has one (ColorHistogram),
+    else a SemanticImageEncoder's pooled token."""
+    if hasattr(encoder, "embed"):
+        return encoder.embed(images)
     import torch
 
     with torch.no_grad():

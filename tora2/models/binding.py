@@ -112,9 +112,24 @@ def build_binder(kind: str, dim: int, num_heads: int) -> nn.Module | None:
 
 
 class EntityCrossAttention(nn.Module):
-    """Video tokens attend to all entities' bound tokens; zero-init output, timestep-dependent gate."""
+    """Video tokens attend to all entities' bound tokens; zero-init output, timestep-dependent gate.
 
-    def __init__(self, dim: int, entity_dim: int, num_heads: int, head_dim: int, time_embed_dim: int, eps: float = 1e-5):
+    With ``locality=True`` the attention also takes an additive trajectory-located bias (video tokens
+    near entity i's position at their frame favour entity i's tokens; see ``trajectory_locality_bias``)
+    and a learned null token at bias 0, which tokens far from every entity attend to instead.
+    Without the null token the softmax would hand a lone entity's tokens to the whole frame.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        entity_dim: int,
+        num_heads: int,
+        head_dim: int,
+        time_embed_dim: int,
+        eps: float = 1e-5,
+        locality: bool = False,
+    ):
         super().__init__()
         self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
         self.attn = Attention(
@@ -132,14 +147,68 @@ class EntityCrossAttention(nn.Module):
         self.gate = nn.Linear(time_embed_dim, dim)  # gate = 1 + Linear(SiLU(temb)), zero-init
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
+        self.null_token = None
+        if locality:
+            self.null_token = nn.Parameter(torch.randn(entity_dim) * 0.02)
+            self.locality_scale = nn.Parameter(torch.ones(1))  # multiplies the bias; learned
 
-    def forward(self, hidden: torch.Tensor, temb: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """hidden (B, N, D), temb (B, Dt), tokens (B, S, De), valid (B, S) bool → (B, N, D)."""
+    def _local_attention(self, hidden: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor, bias: torch.Tensor):
+        """hidden (B, N, D) normed, tokens (B, S, De), valid (B, S), bias (B, N, S) → (B, N, D)."""
+        attn, batch = self.attn, hidden.shape[0]
+        null = self.null_token.to(tokens.dtype).expand(batch, 1, -1)
+        tokens = torch.cat([tokens, null], dim=1)  # (B, S+1, De)
+        bias = F.pad(bias.to(hidden.dtype) * self.locality_scale.to(hidden.dtype), (0, 1))  # (B, N, S+1), null at 0
+        valid = torch.cat([valid, valid.new_ones(batch, 1)], dim=1)  # (B, S+1)
+        bias = bias.masked_fill(~valid[:, None, :], float("-inf"))[:, None]  # (B, 1, N, S+1)
+        split = lambda x: rearrange(x, "b n (h d) -> b h n d", h=attn.heads)  # noqa: E731
+        q, k, v = split(attn.to_q(hidden)), split(attn.to_k(tokens)), split(attn.to_v(tokens))
+        q, k = attn.norm_q(q), attn.norm_k(k)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, N, d)
+        return attn.to_out[1](attn.to_out[0](rearrange(out, "b h n d -> b n (h d)")))
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        temb: torch.Tensor,
+        tokens: torch.Tensor,
+        valid: torch.Tensor,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """hidden (B, N, D), temb (B, Dt), tokens (B, S, De), valid (B, S) bool, bias (B, N, S) → (B, N, D)."""
         any_valid = valid.any(dim=1)  # (B,)
-        mask = (valid | ~any_valid[:, None])[:, None, :]  # (B, 1, S); all-padding rows attend everywhere
-        out = self.attn(self.norm(hidden), encoder_hidden_states=tokens, attention_mask=mask)  # (B, N, D)
+        if self.null_token is not None:
+            if bias is None:
+                raise ValueError("this entity attention is trajectory-located: it needs the locality bias")
+            out = self._local_attention(self.norm(hidden), tokens, valid, bias)
+        else:
+            mask = (valid | ~any_valid[:, None])[:, None, :]  # (B, 1, S); all-padding rows attend everywhere
+            out = self.attn(self.norm(hidden), encoder_hidden_states=tokens, attention_mask=mask)  # (B, N, D)
         gate = 1 + self.gate(F.silu(temb))[:, None, :]  # (B, 1, D)
         return hidden + gate * out * any_valid[:, None, None].to(out.dtype)
+
+
+def trajectory_locality_bias(
+    positions: torch.Tensor, visible: torch.Tensor, token_grid: tuple[int, int, int], sigma: float, tokens_per_entity: int
+) -> torch.Tensor:
+    """The trajectory-located attention bias: −d²/(2σ²) between each video token's centre and each
+    entity's position in that token's latent frame, d and σ in units of the frame width; frames where
+    the entity is hidden get the floor (−50).
+
+    positions (B, E, F, 2) in [0, 1] (x, y), visible (B, E, F) bool, token_grid (F, h, w)
+    → (B, N, S) with N = F·h·w and S = E·tokens_per_entity (each entity's tokens share its bias).
+    """
+    floor = -50.0
+    num_frames, h, w = token_grid
+    if positions.shape[2] != num_frames:
+        raise ValueError(f"entity_positions have {positions.shape[2]} frames; the video has {num_frames} latent frames")
+    ys = (torch.arange(h, device=positions.device, dtype=positions.dtype) + 0.5) / h
+    xs = (torch.arange(w, device=positions.device, dtype=positions.dtype) + 0.5) / w
+    dx = xs.view(1, 1, 1, 1, w) - positions[..., 0, None, None]  # (B, E, F, 1, w)
+    dy = (ys.view(1, 1, 1, h, 1) - positions[..., 1, None, None]) * (h / w)  # (B, E, F, h, 1), width units
+    bias = (-(dx**2 + dy**2) / (2 * sigma**2)).clamp(min=floor)  # (B, E, F, h, w)
+    bias = bias.masked_fill(~visible[..., None, None], floor)
+    bias = rearrange(bias, "b e f h w -> b (f h w) e")  # (B, N, E)
+    return bias.repeat_interleave(tokens_per_entity, dim=2)  # (B, N, S)
 
 
 class ContrastiveHeads(nn.Module):

@@ -32,7 +32,13 @@ from diffusers.models.normalization import AdaLayerNorm, CogVideoXLayerNormZero
 from diffusers.utils import BaseOutput, apply_lora_scale
 from einops import rearrange
 
-from tora2.models.binding import ContrastiveHeads, EntityCrossAttention, EntityMotionTokenizer, build_binder
+from tora2.models.binding import (
+    ContrastiveHeads,
+    EntityCrossAttention,
+    EntityMotionTokenizer,
+    build_binder,
+    trajectory_locality_bias,
+)
 from tora2.models.trajectory import MotionGuidanceFuser, TrajectoryExtractor
 
 BLOCK_ORDERS = ("motion_first", "personalization_first")
@@ -57,6 +63,7 @@ class Tora2Conditions:
     motion_features: per block (B·F, Cm, h, w), or None without a trajectory.
     motion_modulation: per block (γ, β) each (B·F, D, h, w) when precomputed (costs memory), else None.
     entity_tokens: (B, S, De) bound [p̂_i; m̂_i] + slot embeddings; entity_valid: (B, S) bool.
+    entity_bias: (B, N, S) trajectory-located attention bias, when the model has entity locality.
     z_p, z_m: (B, E, Dc) contrastive embeddings (training).
     """
 
@@ -64,6 +71,7 @@ class Tora2Conditions:
     motion_modulation: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     entity_tokens: torch.Tensor | None = None
     entity_valid: torch.Tensor | None = None
+    entity_bias: torch.Tensor | None = None
     z_p: torch.Tensor | None = None
     z_m: torch.Tensor | None = None
 
@@ -86,6 +94,7 @@ class Tora2Block(nn.Module):
         entity_attention_heads: int = 8,
         entity_attention_head_dim: int = 64,
         block_order: str = "motion_first",
+        entity_locality: bool = False,
     ):
         super().__init__()
         self.block_order = block_order
@@ -105,7 +114,8 @@ class Tora2Block(nn.Module):
         self.entity_attn = None
         if entity_dim is not None:
             self.entity_attn = EntityCrossAttention(
-                dim, entity_dim, entity_attention_heads, entity_attention_head_dim, time_embed_dim, norm_eps
+                dim, entity_dim, entity_attention_heads, entity_attention_head_dim, time_embed_dim, norm_eps,
+                locality=entity_locality,
             )
 
     def forward(
@@ -121,12 +131,13 @@ class Tora2Block(nn.Module):
         token_grid: tuple[int, int, int] | None = None,
         entity_tokens: torch.Tensor | None = None,
         entity_valid: torch.Tensor | None = None,
+        entity_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """hidden_states (B, N, D), encoder_hidden_states (B, L, D), temb (B, Dt) → same shapes."""
         text_length = encoder_hidden_states.shape[1]
         use_entities = self.entity_attn is not None and entity_tokens is not None
         if use_entities and self.block_order == "personalization_first":
-            hidden_states = self.entity_attn(hidden_states, temb, entity_tokens, entity_valid)
+            hidden_states = self.entity_attn(hidden_states, temb, entity_tokens, entity_valid, entity_bias)
 
         norm_hidden, norm_encoder, gate_msa, enc_gate_msa = self.norm1(hidden_states, encoder_hidden_states, temb)
 
@@ -148,7 +159,7 @@ class Tora2Block(nn.Module):
         encoder_hidden_states = encoder_hidden_states + enc_gate_msa * attn_encoder
 
         if use_entities and self.block_order == "motion_first":
-            hidden_states = self.entity_attn(hidden_states, temb, entity_tokens, entity_valid)
+            hidden_states = self.entity_attn(hidden_states, temb, entity_tokens, entity_valid, entity_bias)
 
         norm_hidden, norm_encoder, gate_ff, enc_gate_ff = self.norm2(hidden_states, encoder_hidden_states, temb)
         ff_output = self.ff(torch.cat([norm_encoder, norm_hidden], dim=1))  # (B, L+N, D)
@@ -215,6 +226,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         contrastive_dim: int = 256,
         contrastive_temperature: float = 0.07,
         block_order: str = "motion_first",
+        entity_locality_sigma: float | None = None,
     ):
         super().__init__()
         if block_order not in BLOCK_ORDERS:
@@ -291,6 +303,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
                     entity_attention_heads=entity_attention_heads,
                     entity_attention_head_dim=entity_attention_head_dim,
                     block_order=block_order,
+                    entity_locality=entity_locality_sigma is not None,
                 )
                 for _ in range(num_layers)
             ]
@@ -397,9 +410,16 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         m_valid = torch.ones_like(visible)
         valid = torch.cat([p_present[..., None].expand(-1, -1, num_queries), m_valid], dim=2)  # (B, E, Q+F)
         valid = valid & entity_mask[..., None]
+        bias = None
+        if cfg.entity_locality_sigma is not None:
+            token_grid = (num_frames, *level0.shape[-2:])  # (F, h, w)
+            bias = trajectory_locality_bias(
+                entity_positions, visible, token_grid, cfg.entity_locality_sigma, num_queries + num_frames
+            ).to(dtype)  # (B, N, S)
         return Tora2Conditions(
             entity_tokens=rearrange(tokens, "b e n d -> b (e n) d").to(dtype),  # (B, S, De)
             entity_valid=rearrange(valid, "b e n -> b (e n)"),  # (B, S)
+            entity_bias=bias,
             z_p=z_p,
             z_m=z_m,
         )
@@ -432,6 +452,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
                 raise ValueError("entity inputs need video_flow: motion tokens are read from the motion features")
             entity = self.encode_entities(conditions.motion_features, return_contrastive=return_contrastive, **entity_inputs)
             conditions.entity_tokens, conditions.entity_valid = entity.entity_tokens, entity.entity_valid
+            conditions.entity_bias = entity.entity_bias
             conditions.z_p, conditions.z_m = entity.z_p, entity.z_m
         return conditions
 
@@ -500,6 +521,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
                 token_grid,
                 conditions.entity_tokens,
                 conditions.entity_valid,
+                conditions.entity_bias,
             )
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 hidden_states, encoder_hidden_states = self._gradient_checkpointing_func(block, *block_args)

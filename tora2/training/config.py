@@ -22,6 +22,9 @@ class ModelSettings:
     config: str = "tiny"  # a model config name or YAML path (built from scratch, seeded)
     pretrained: str | None = None  # a pipeline folder (diffusers layout) to start from instead
     seed: int = 0  # seed of the freshly built components
+    # Transformer config fields to change (e.g. {binder: linear} for an ablation). The transformer is
+    # then rebuilt at fresh init (seeded) from the pretrained/built config plus these: stage full only.
+    transformer: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +111,11 @@ def check_config(cfg: TrainConfig) -> None:
             raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
     if cfg.contrastive_weight < 0:
         raise InputError(f"contrastive_weight must be ≥ 0; got {cfg.contrastive_weight}")
+    if isinstance(cfg.model, ModelSettings) and cfg.model.transformer and cfg.stage != "full":
+        raise InputError(
+            f"model.transformer overrides rebuild the transformer at init; stage {cfg.stage!r} would leave it "
+            "untrained: use stage full, or drop the overrides"
+        )
     data = cfg.data
     if not isinstance(data, DataConfig):
         return

@@ -90,7 +90,26 @@ class TrainingState:
 
 # ---------------------------------------------------------------------------------------------- setup
 def build_components(cfg: TrainConfig) -> dict:
-    """The pipeline components: from ``model.pretrained`` (a pipeline folder) or built from ``model.config``."""
+    """The pipeline components: from ``model.pretrained`` (a pipeline folder) or built from ``model.config``;
+    with ``model.transformer`` overrides the transformer is then rebuilt at fresh init with them."""
+    components = _load_components(cfg)
+    if cfg.model.transformer:
+        from tora2.models.transformer_tora2 import Tora2Transformer3DModel
+
+        # diffusers drops the fields listed in "_use_default_values" from a config; keep only real fields.
+        base = {k: v for k, v in components["transformer"].config.items() if not k.startswith("_")}
+        unknown = sorted(set(cfg.model.transformer) - set(base))
+        if unknown:
+            raise InputError(f"model.transformer: unknown transformer field(s) {', '.join(unknown)}; see its config.json")
+        torch.manual_seed(cfg.model.seed)
+        try:
+            components["transformer"] = Tora2Transformer3DModel.from_config({**base, **cfg.model.transformer})
+        except ValueError as error:
+            raise InputError(f"model.transformer {cfg.model.transformer}: {error}") from None
+    return components
+
+
+def _load_components(cfg: TrainConfig) -> dict:
     if cfg.model.pretrained is not None:
         # diffusers resolves a component class only from modules already imported.
         import tora2.models.encoders  # noqa: F401

@@ -57,3 +57,28 @@ def test_v_prediction_loss_is_zero_for_the_true_velocity():
     velocity = a.sqrt() * noise - (1 - a).sqrt() * latents
     assert v_prediction_loss(velocity, noisy, latents, t, alphas_cumprod).item() < 1e-8
     assert v_prediction_loss(torch.zeros_like(velocity), noisy, latents, t, alphas_cumprod).item() > 0.1
+
+
+def test_entity_loss_weights_peak_at_visible_entities_only():
+    from tora2.training.losses import entity_loss_weights
+
+    positions = torch.tensor([[[[0.125, 0.125], [0.875, 0.875]], [[0.5, 0.5], [0.5, 0.5]]]])  # (B=1, E=2, F=2, 2)
+    visible = torch.tensor([[[True, True], [True, False]]])
+    w = entity_loss_weights(positions, visible, (2, 4, 4), extra=4.0, sigma=0.1)
+    assert w.shape == (1, 2, 1, 4, 4)
+    assert w.min() >= 1.0 and w.max() <= 5.0
+    assert w[0, 0, 0, 0, 0] > 4.0 and w[0, 1, 0, 3, 3] > 4.0  # on entity 0 in frames 0 and 1
+    assert w[0, 1, 0, 1:3, 1:3].max() < 1.01  # entity 1 is hidden in frame 1: no weight at its centre
+    assert torch.equal(entity_loss_weights(positions[:, :0], visible[:, :0], (2, 4, 4), 4.0, 0.1), torch.ones(1, 2, 1, 4, 4))
+
+
+def test_v_prediction_loss_with_unit_weight_equals_without():
+    from tora2.training.losses import v_prediction_loss
+
+    g = torch.Generator().manual_seed(0)
+    out, noisy, clean = (torch.randn(2, 3, 4, 4, 4, generator=g) for _ in range(3))
+    alphas = torch.linspace(0.99, 0.01, 1000)
+    t = torch.tensor([10, 900])
+    plain = v_prediction_loss(out, noisy, clean, t, alphas)
+    assert torch.equal(plain, v_prediction_loss(out, noisy, clean, t, alphas, torch.ones(2, 3, 1, 4, 4)))
+    assert torch.allclose(2 * plain, v_prediction_loss(out, noisy, clean, t, alphas, torch.full((2, 3, 1, 4, 4), 2.0)))

@@ -75,6 +75,11 @@ class TrainConfig:
     # full: the whole transformer (CogVideoX + Tora + Tora2) + DPE, for a model trained from scratch
     train_trajectory: bool = False  # also train Tora's extractor and fusers (stage tora2)
     contrastive_weight: float = 0.2  # λ
+    # Extra diffusion-loss weight near the entities' paths: 1 + w·Gaussian(distance to the nearest
+    # visible entity, σ = entity_loss_sigma × frame width), so small entities are not drowned out by
+    # the background. 0 = CogVideoX's plain loss.
+    entity_loss_weight: float = 0.0
+    entity_loss_sigma: float = 0.1
     max_steps: int = 1000
     batch_size: int = 1  # per process
     gradient_accumulation_steps: int = 1
@@ -111,6 +116,10 @@ def check_config(cfg: TrainConfig) -> None:
             raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
     if cfg.contrastive_weight < 0:
         raise InputError(f"contrastive_weight must be ≥ 0; got {cfg.contrastive_weight}")
+    if cfg.entity_loss_weight < 0 or cfg.entity_loss_sigma <= 0:
+        raise InputError(
+            f"entity_loss_weight must be ≥ 0 and entity_loss_sigma > 0; got {cfg.entity_loss_weight} and {cfg.entity_loss_sigma}"
+        )
     if isinstance(cfg.model, ModelSettings) and cfg.model.transformer and cfg.stage != "full":
         raise InputError(
             f"model.transformer overrides rebuild the transformer at init; stage {cfg.stage!r} would leave it "

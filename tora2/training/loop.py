@@ -38,7 +38,7 @@ from tora2.io import write_json_atomic
 from tora2.training.config import TrainConfig, check_config
 from tora2.training.dataset import BucketBatchSampler, ClipDataset
 from tora2.training.encode import SampleEncoder, collate
-from tora2.training.losses import motion_appearance_contrastive_loss, v_prediction_loss
+from tora2.training.losses import entity_loss_weights, motion_appearance_contrastive_loss, v_prediction_loss
 
 logger = logging.getLogger("tora2.training")
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
@@ -261,7 +261,13 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
         return_contrastive=bool(entity_inputs),
         **entity_inputs,
     )
-    diffusion = v_prediction_loss(output.sample, noisy, latents, timesteps, scheduler.alphas_cumprod)
+    weight = None
+    if cfg.entity_loss_weight > 0 and batch["entity_mask"].shape[1] > 0:
+        shown = batch["visible"] & batch["entity_mask"][..., None]  # (B, E, F)
+        weight = entity_loss_weights(
+            batch["positions"], shown, (latents.shape[1], *latents.shape[-2:]), cfg.entity_loss_weight, cfg.entity_loss_sigma
+        )  # (B, F, 1, H, W)
+    diffusion = v_prediction_loss(output.sample, noisy, latents, timesteps, scheduler.alphas_cumprod, weight)
     contrastive = diffusion.new_zeros(())
     if entity_inputs and getattr(output, "z_p", None) is not None:
         # Only entities whose appearance and motion both survived dropout have a true positive.

@@ -35,14 +35,37 @@ def v_prediction_loss(
     latents: torch.Tensor,
     timesteps: torch.Tensor,
     alphas_cumprod: torch.Tensor,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CogVideoX's loss: the model predicts v; the implied clean latents
     x0 = sqrt(ᾱ)·x_t − sqrt(1 − ᾱ)·v are compared with the true ones, weighted by 1 / (1 − ᾱ_t).
 
     model_output, noisy_latents, latents: (B, F, C, H, W); timesteps: (B,) long;
-    alphas_cumprod: the scheduler's (T,) table.
+    alphas_cumprod: the scheduler's (T,) table. weight: optional per-position weights broadcastable to
+    the latents, e.g. (B, F, 1, H, W) from :func:`entity_loss_weights`.
     """
     alphas = alphas_cumprod.to(latents.device, torch.float32)[timesteps].view(-1, 1, 1, 1, 1)  # (B, 1, 1, 1, 1)
     x0_pred = alphas.sqrt() * noisy_latents.float() - (1 - alphas).sqrt() * model_output.float()
     weights = 1.0 / (1 - alphas)
+    if weight is not None:
+        weights = weights * weight.float()  # (B, F, 1, H, W)
     return (weights * (x0_pred - latents.float()) ** 2).flatten(1).mean(1).mean()
+
+
+def entity_loss_weights(
+    positions: torch.Tensor, visible: torch.Tensor, latent_grid: tuple[int, int, int], extra: float, sigma: float
+) -> torch.Tensor:
+    """1 + extra·exp(−d²/2σ²) with d the distance to the nearest visible entity (width units).
+
+    positions (B, E, F, 2) in [0, 1], visible (B, E, F) bool (False also for padding entities),
+    latent_grid (F, H, W) → (B, F, 1, H, W).
+    """
+    from tora2.models.binding import trajectory_locality_bias
+
+    num_frames, height, width = latent_grid
+    batch = positions.shape[0]
+    if positions.shape[1] == 0:
+        return torch.ones(batch, num_frames, 1, height, width, device=positions.device)
+    log_gauss = trajectory_locality_bias(positions.float(), visible, latent_grid, sigma, 1)  # (B, N, E), floor −50
+    nearest = log_gauss.exp().amax(dim=2)  # (B, N)
+    return (1 + extra * nearest).view(batch, num_frames, 1, height, width)

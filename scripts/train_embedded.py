@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{cfg.output_dir}: {len(result.losses)} step(s), final loss {result.losses[-1]:.4f}; pipeline {result.pipeline_dir}")
+    final = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
+    print(f"{cfg.output_dir}: {len(result.losses)} step(s){final}; pipeline {result.pipeline_dir}")
     return 0
 
 

@@ -21,6 +21,11 @@ demo: install
 embedded: install
 	PYTHON=$(PY) bash scripts/train_embedded.sh
 
+# The paper's ablations at the embedded model's budget (after `make embedded`; docs/results.md).
+.PHONY: ablations
+ablations: install
+	PYTHON=$(PY) bash scripts/run_ablations.sh
+
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 

@@ -173,8 +173,9 @@ def test_precomputed_conditions_equal_on_the_fly():
     assert (direct - cached).abs().max().item() <= 1e-6
 
 
-def test_padding_entities_and_absent_frames_do_not_matter():
-    model = make_transformer()
+@pytest.mark.parametrize("locality", [None, 0.15], ids=["plain", "trajectory-located"])
+def test_padding_entities_and_absent_frames_do_not_matter(locality):
+    model = make_transformer(entity_locality_sigma=locality)
     perturb(model.tora2_parameters(), scale=0.3)
     inputs, flow = make_inputs(model), make_flow(model)
     one = make_entity_inputs(model, entities=1)

@@ -2,7 +2,8 @@
 # The paper's ablations at the embedded model's budget (docs/results.md): each variant trains stage
 # `full` from the same VAE-stage pipeline, clips, seed and step count as the shipped model
 # (configs/train/embedded.yaml) for STEPS steps (default 1500, the checkpoint the shipped model is
-# compared at), changing one thing, then `tora2 eval` scores it on the same held-out cases. Two variants run at a time, one thread each (2-core machine).
+# compared at), changing one thing, then `tora2 eval` scores it on the same held-out cases. Two
+# variants run at a time, one thread each (2-core machine).
 # Usage: scripts/run_ablations.sh [variant ...]   (default: all four; PYTHON=..., CLIPS=3000, CASES=10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +32,8 @@ run_one() {
 for name in "${variants[@]}"; do
   [[ -n "${CHANGE[$name]:-}" ]] || { echo "unknown variant $name; use one of ${!CHANGE[*]}" >&2; exit 2; }
 done
-# The encodings are shared: fill the cache once (no steps) before the parallel runs.
-"$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --set output_dir=runs/ablations/.cache-fill \
-  --set max_steps=1 --set save_pipeline=false --set checkpoint_every=0 > /dev/null 2>&1
+# The encodings are shared: fill the cache once before the parallel runs.
+"$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --encode-only > /dev/null
 pids=()
 for name in "${variants[@]}"; do
   run_one "$name" &

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backgrounds", default=None,
                         help=f"comma-separated background kinds to draw from (default: all of {', '.join(BACKGROUND_KINDS)})")
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
+    parser.add_argument("--encode-only", action="store_true", help="fill data.cache_dir with the clips' encodings, train nothing")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override (repeatable)")
     args = parser.parse_args(argv)
     try:
@@ -119,10 +120,15 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 raise InputError(f"--backgrounds {args.backgrounds!r}: unknown kind(s) {', '.join(unknown)}; use {', '.join(BACKGROUND_KINDS)}")
             dataset = BackgroundDataset(args.clips, args.clip_seed, "train", cfg.data.num_frames, height, width, kinds=kinds)
+        if args.encode_only and cfg.data.cache_dir is None:
+            raise InputError("--encode-only fills data.cache_dir, which is not set; give --set data.cache_dir=DIR")
         components = build_components(cfg)
         encoder = mixed_entity_encoder(components)
         if cfg.data.cache_dir is not None:
             precompute_cache(cfg, components, dataset, encoder)
+        if args.encode_only:
+            print(f"{cfg.data.cache_dir}: {len(dataset)} clip(s) encoded")
+            return 0
         result = train(cfg, dataset, entity_encoder=encoder, components=components, resume=args.resume)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

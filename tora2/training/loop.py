@@ -262,7 +262,7 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
         **entity_inputs,
     )
     weight = None
-    if cfg.entity_loss_weight > 0 and batch["entity_mask"].shape[1] > 0:
+    if cfg.entity_loss_weight > 0:
         shown = batch["visible"] & batch["entity_mask"][..., None]  # (B, E, F)
         weight = entity_loss_weights(
             batch["positions"], shown, (latents.shape[1], *latents.shape[-2:]), cfg.entity_loss_weight, cfg.entity_loss_sigma

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tora2.models.binding import trajectory_locality_bias
+
 
 def motion_appearance_contrastive_loss(
     z_p: torch.Tensor, z_m: torch.Tensor, logit_scale: torch.Tensor, valid: torch.Tensor | None = None
@@ -60,8 +62,6 @@ def entity_loss_weights(
     positions (B, E, F, 2) in [0, 1], visible (B, E, F) bool (False also for padding entities),
     latent_grid (F, H, W) → (B, F, 1, H, W).
     """
-    from tora2.models.binding import trajectory_locality_bias
-
     num_frames, height, width = latent_grid
     batch = positions.shape[0]
     if positions.shape[1] == 0:

@@ -20,6 +20,7 @@ def evaluate(
     output: Path = typer.Option(..., "--output", "-o", help="results.json to write (summary and per-entity rows)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Tora2 pipeline folder (default: the embedded model)."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the ground-truth renders instead of a model: the tracker's own error and the metrics' ceiling."),
+    reconstruct: bool = typer.Option(False, "--reconstruct", help="Score the ground-truth renders after the model's autoencoder round trip: the ceiling of any denoiser on its latents."),
     split: str = typer.Option("heldout", "--split", help="Sprites and path seeds to draw cases from: heldout or train."),
     cases: int = typer.Option(10, "--cases", "-n", help="Cases per entity count (1, 2 and 3 entities)."),
     seed: int = typer.Option(0, "--seed", "-s", help="Seed of the cases and of generation."),
@@ -37,6 +38,7 @@ def evaluate(
         make_cases,
         pipeline_generator,
         pretrained_semantic_encoder,
+        reconstruction_generator,
         run_evaluation,
     )
 
@@ -44,6 +46,8 @@ def evaluate(
         raise InputError(f"output {output} must end in .json; name it results.json or similar")
     if ground_truth and model is not None:
         raise InputError("--ground-truth scores the synthetic renders, so --model would be unused; pass one of them")
+    if ground_truth and reconstruct:
+        raise InputError("--ground-truth scores the raw renders and --reconstruct their autoencoder round trip; pass one of them")
     if cases < 1:
         raise InputError(f"--cases is {cases}; evaluate at least 1 case per entity count")
     if steps < 1:
@@ -66,11 +70,17 @@ def evaluate(
         typer.echo("note: no pretrained semantic image encoder here; appearance similarity compares colour "
                    "histograms (docs/results.md)", err=True)
     case_list = make_cases(cases, num_frames, height, width, split=split, seed=seed)
-    generate = (lambda case: case.frames) if ground_truth else pipeline_generator(pipe, steps, guidance_scale, seed)
+    if ground_truth:
+        generate = lambda case: case.frames  # noqa: E731
+    elif reconstruct:
+        generate = reconstruction_generator(pipe)
+    else:
+        generate = pipeline_generator(pipe, steps, guidance_scale, seed)
     report = run_evaluation(case_list, generate, encoder=encoder, progress=True)
-    report["settings"] = {"model": model_id, "split": split, "cases_per_count": cases, "seed": seed, "num_frames": num_frames,
-                          "height": height, "width": width, "steps": None if ground_truth else steps,
-                          "guidance_scale": None if ground_truth else guidance_scale,
+    mode = "ground-truth" if ground_truth else "reconstruct" if reconstruct else "generate"
+    report["settings"] = {"model": model_id, "mode": mode, "split": split, "cases_per_count": cases, "seed": seed, "num_frames": num_frames,
+                          "height": height, "width": width, "steps": steps if mode == "generate" else None,
+                          "guidance_scale": guidance_scale if mode == "generate" else None,
                           "appearance_embedding": appearance_embedding_name(encoder)}
     write_json_atomic(report, output, indent=1)
     typer.echo(format_table(report["summary"]))

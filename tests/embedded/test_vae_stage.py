@@ -11,7 +11,7 @@ from tora2.pipelines.components import build_tiny_components
 from tora2.synthetic import SyntheticClipDataset
 from tora2.training.config import TrainConfig, load_train_config
 from tora2.training.loop import select_trainable
-from tora2.training.vae import VAETrainConfig, load_vae_config, train_vae, vae_batch
+from tora2.training.vae import VAELossConfig, VAETrainConfig, load_vae_config, sprite_mask, train_vae, vae_batch, vae_loss
 
 
 def _cfg(tmp_path, **overrides):
@@ -27,11 +27,68 @@ def _cfg(tmp_path, **overrides):
 
 def test_vae_batch_crops_every_frame_at_the_same_place():
     dataset = SyntheticClipDataset(2, seed=0, num_frames=9, height=64, width=64)
-    video = vae_batch(dataset, [0, 1], 32, torch.Generator().manual_seed(0))
-    assert video.shape == (2, 3, 9, 32, 32)
-    again = vae_batch(dataset, [0, 1], 32, torch.Generator().manual_seed(0))
+    video, mask = vae_batch(dataset, [0, 1], 32, torch.Generator().manual_seed(0))
+    assert video.shape == (2, 3, 9, 32, 32) and mask.shape == (2, 1, 9, 32, 32)
+    again, _ = vae_batch(dataset, [0, 1], 32, torch.Generator().manual_seed(0))
     assert torch.equal(video, again)
     assert float(video.min()) >= -1.0 and float(video.max()) <= 1.0
+    whole, _ = vae_batch(dataset, [0], 0, torch.Generator().manual_seed(0))
+    assert torch.equal(whole[0], dataset[0]["video"].permute(1, 0, 2, 3))
+
+
+def test_vae_batch_windows_and_crops_on_a_sprite():
+    dataset = SyntheticClipDataset(6, seed=0, num_frames=9, height=64, width=64)
+    video, mask = vae_batch(dataset, list(range(6)), 16, torch.Generator().manual_seed(1), window=3, crop_on_sprite=True)
+    assert video.shape == (6, 3, 3, 16, 16) and mask.shape == (6, 1, 3, 16, 16)
+    # Centred (± a quarter crop) on a sprite: every crop holds sprite pixels in its first frame.
+    assert all(float(mask[b, 0, 0].sum()) > 0 for b in range(6))
+    _, anywhere = vae_batch(dataset, list(range(6)), 16, torch.Generator().manual_seed(1), window=3)
+    assert float(anywhere.mean()) < float(mask.mean())
+
+
+def test_sprite_mask_covers_each_sprite_box():
+    dataset = SyntheticClipDataset(1, seed=0, num_frames=3, height=64, width=64)
+    _, _, entities = dataset.clip(0)
+    mask = sprite_mask(entities, 3, 64, 64)
+    assert mask.shape == (3, 64, 64)
+    x, y = entities[0].points[1].round().astype(int)
+    assert float(mask[1, y, x]) == 1.0
+    assert 0.0 < float(mask.mean()) < 0.5
+
+
+def test_sprite_weight_changes_the_total_not_the_reported_means():
+    components = build_tiny_components("tiny", seed=0)
+    dataset = SyntheticClipDataset(2, seed=0, num_frames=9, height=64, width=64)
+    video, mask = vae_batch(dataset, [0, 1], 32, torch.Generator().manual_seed(0), crop_on_sprite=True)
+    plain = vae_loss(components["vae"], video, VAELossConfig(), torch.Generator().manual_seed(0), mask)
+    weighted = vae_loss(components["vae"], video, VAELossConfig(sprite_weight=4.0), torch.Generator().manual_seed(0), mask)
+    assert torch.allclose(plain[1], weighted[1]) and torch.allclose(plain[2], weighted[2])
+    assert not torch.allclose(plain[0], weighted[0])
+
+
+def test_init_vae_starts_from_saved_weights_of_another_time_compression(tmp_path):
+    from diffusers import AutoencoderKLCogVideoX
+
+    from tora2.pipelines.components import build_vae
+    from tora2.training.vae import load_initial_vae
+
+    section = dict(block_out_channels=[8, 8], down_block_types=["CogVideoXDownBlock3D"] * 2,
+                   up_block_types=["CogVideoXUpBlock3D"] * 2, latent_channels=4, layers_per_block=1, norm_num_groups=4)
+    torch.manual_seed(0)
+    source = build_vae({**section, "temporal_compression_ratio": 4})
+    source.save_pretrained(tmp_path / "vae")
+    torch.manual_seed(1)
+    per_frame = build_vae({**section, "temporal_compression_ratio": 1})
+    load_initial_vae(per_frame, tmp_path / "vae")
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in per_frame.state_dict().items())
+    latents = per_frame.encode(torch.zeros(1, 3, 5, 16, 16)).latent_dist.mode()
+    assert latents.shape == (1, 4, 5, 8, 8)  # no time compression
+    wider = build_vae({**section, "latent_channels": 8})
+    with pytest.raises(InputError, match="different layers"):
+        load_initial_vae(wider, tmp_path / "vae")
+    with pytest.raises(InputError, match="not a saved VAE folder"):
+        load_initial_vae(per_frame, tmp_path)
+    assert isinstance(AutoencoderKLCogVideoX.from_pretrained(str(tmp_path / "vae")), AutoencoderKLCogVideoX)
 
 
 def test_train_vae_writes_pipeline_losses_and_scaling_factor(tmp_path):
@@ -57,8 +114,15 @@ def test_train_vae_writes_pipeline_losses_and_scaling_factor(tmp_path):
 def test_vae_config_rejects_bad_values(tmp_path):
     with pytest.raises(InputError, match="crop_size is 40"):
         _cfg(tmp_path, data=dict(crop_size=40))
-    with pytest.raises(InputError, match="num_frames is 8"):
-        _cfg(tmp_path, data=dict(num_frames=8))
+    with pytest.raises(InputError, match="num_frames is 1"):
+        _cfg(tmp_path, data=dict(num_frames=1))
+    with pytest.raises(InputError, match="data.window is 12"):
+        _cfg(tmp_path, data=dict(window=12))
+    with pytest.raises(InputError, match="loss.sprite_weight must be"):
+        _cfg(tmp_path, loss=dict(sprite_weight=-1.0))
+    # The frame rule depends on the VAE's temporal compression: checked when training starts.
+    with pytest.raises(InputError, match="data.num_frames is 8; this VAE compresses 4× in time and needs k·4 \\+ 1 frames"):
+        train_vae(_cfg(tmp_path, data=dict(num_frames=8)), components=build_tiny_components("tiny", seed=0))
     with pytest.raises(InputError, match="loss.kl must be"):
         _cfg(tmp_path, loss=dict(kl=-1.0))
     with pytest.raises(InputError, match="bogus"):

@@ -309,3 +309,13 @@ def test_transformer_overrides_need_stage_full_and_known_fields(tmp_path, manife
     cfg = config(tmp_path, manifest, stage="full", **{"model.transformer": {"binder": "mlp"}})
     with pytest.raises(InputError, match="binder must be one of"):
         build_components(cfg)
+
+
+def test_contrastive_weight_ramps_up_from_zero():
+    from tora2.training.loop import contrastive_weight
+
+    cfg = load_train_config(None, {"contrastive_weight": 0.2, "contrastive_ramp_steps": 4})
+    assert [round(contrastive_weight(cfg, s), 3) for s in range(6)] == [0.05, 0.1, 0.15, 0.2, 0.2, 0.2]
+    assert contrastive_weight(load_train_config(None, {"contrastive_weight": 0.2}), 0) == 0.2
+    with pytest.raises(InputError, match="contrastive_ramp_steps must be ≥ 0; got -1"):
+        load_train_config(None, {"contrastive_ramp_steps": -1})

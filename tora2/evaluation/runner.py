@@ -2,8 +2,10 @@
 
 A case is one synthetic clip (``tora2.synthetic``): its caption is the prompt, its entities'
 sprites are the references and their exact paths are the requested tracks. ``generate(case)``
-returns the video to score — a pipeline's output, or ``case.frames`` itself (the ground-truth
-render, which measures the tracker's own error and gives the metrics' ceiling).
+returns the video to score — a pipeline's output, ``case.frames`` itself (the ground-truth render,
+which measures the tracker's own error and gives the metrics' ceiling), or the ground truth after
+the model's autoencoder round trip (``reconstruction_generator``: the ceiling of any denoiser that
+works in that autoencoder's latent space).
 """
 
 from __future__ import annotations
@@ -177,5 +179,23 @@ def pipeline_generator(pipe, num_inference_steps: int = 50, guidance_scale: floa
                    generator=torch.Generator().manual_seed(seed), output_type="np")
         frames = np.asarray(out.frames[0])  # (F, H, W, 3) in [0, 1]
         return np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
+
+    return generate
+
+
+def reconstruction_generator(pipe) -> Callable[[EvalCase], np.ndarray]:
+    """``generate(case)`` = the case's ground-truth frames encoded and decoded by ``pipe``'s VAE, exactly as
+    training encodes clips (posterior mode, scaled) and the pipeline decodes latents; uint8 frames."""
+    import torch
+
+    from tora2.pipelines.conditioning import encode_video
+
+    def generate(case: EvalCase) -> np.ndarray:
+        video = torch.from_numpy(case.frames).permute(0, 3, 1, 2).float()[None] / 127.5 - 1.0  # (1, F, 3, H, W)
+        with torch.no_grad():
+            latents = encode_video(pipe.vae, video)  # (1, Fl, C, h, w)
+            decoded = pipe.decode_latents(latents)  # (1, 3, F, H, W) in [−1, 1]
+        frames = (decoded[0].permute(1, 2, 3, 0).float().numpy() + 1.0) * 127.5  # (F, H, W, 3)
+        return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
 
     return generate

@@ -43,7 +43,9 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, length: int, seed: int = 0, split: str = "train", num_frames: int = 9, height: int = 64,
-                 width: int = 64, max_entities: int = MAX_ENTITIES):
+                 width: int = 64, max_entities: int = MAX_ENTITIES, background_kinds: tuple[str, ...] | None = None):
+        from tora2.synthetic.backgrounds import KINDS
+
         check_split(split)
         check_size(num_frames, height, width)
         if length < 1:
@@ -51,8 +53,16 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
         self.sprites = load_sprites(split)
         if not 1 <= max_entities <= len(self.sprites):
             raise InputError(f"max_entities is {max_entities}; use 1 to {len(self.sprites)}")
+        kinds = tuple(KINDS if background_kinds is None else background_kinds)
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown or not kinds:
+            raise InputError(f"background kinds {', '.join(unknown) or '(none)'} unknown; use some of {', '.join(KINDS)}")
         self.length, self.seed, self.split = length, seed, split
         self.num_frames, self.height, self.width, self.max_entities = num_frames, height, width, max_entities
+        self.background_kinds = kinds
+        # Clips drawn from a narrower mix are different clips: their keys (and cache entries) say so.
+        self.key_suffix = ("" if kinds == tuple(KINDS) else "-" + "+".join(kinds)) + (
+            "" if max_entities == MAX_ENTITIES else f"-max{max_entities}")
 
     def __len__(self) -> int:
         return self.length
@@ -63,7 +73,8 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
             raise IndexError(f"clip index {index} out of range [0, {self.length})")
         rng = clip_rng(self.seed, self.split, index)
         count = num_entities_for(rng, self.max_entities)
-        return synthesize_clip(rng, self.sprites, self.num_frames, self.height, self.width, count, self.split)
+        return synthesize_clip(rng, self.sprites, self.num_frames, self.height, self.width, count, self.split,
+                               self.background_kinds)
 
     def __getitem__(self, index: int) -> dict:
         from tora2.training.dataset import EntitySample
@@ -72,7 +83,7 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
         video = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (F, 3, H, W)
         samples = [EntitySample(e.text, "object", np.array(e.sprite.image), e.points.astype(np.float32), e.visible.copy())
                    for e in entities]
-        return {"key": f"synth-{self.split}-{self.seed}-{index:06d}", "video": video, "caption": caption, "entities": samples}
+        return {"key": f"synth-{self.split}-{self.seed}-{index:06d}{self.key_suffix}", "video": video, "caption": caption, "entities": samples}
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int = FPS) -> None:

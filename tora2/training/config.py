@@ -75,6 +75,7 @@ class TrainConfig:
     # full: the whole transformer (CogVideoX + Tora + Tora2) + DPE, for a model trained from scratch
     train_trajectory: bool = False  # also train Tora's extractor and fusers (stage tora2)
     contrastive_weight: float = 0.2  # λ
+    contrastive_ramp_steps: int = 0  # λ rises linearly from 0 over this many steps (0 = full λ from the start)
     # Extra diffusion-loss weight near the entities' paths: 1 + w·Gaussian(distance to the nearest
     # visible entity, σ = entity_loss_sigma × frame width), so small entities are not drowned out by
     # the background. 0 = CogVideoX's plain loss.
@@ -116,6 +117,8 @@ def check_config(cfg: TrainConfig) -> None:
             raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
     if cfg.contrastive_weight < 0:
         raise InputError(f"contrastive_weight must be ≥ 0; got {cfg.contrastive_weight}")
+    if cfg.contrastive_ramp_steps < 0:
+        raise InputError(f"contrastive_ramp_steps must be ≥ 0; got {cfg.contrastive_ramp_steps}")
     if cfg.entity_loss_weight < 0 or cfg.entity_loss_sigma <= 0:
         raise InputError(
             f"entity_loss_weight must be ≥ 0 and entity_loss_sigma > 0; got {cfg.entity_loss_weight} and {cfg.entity_loss_sigma}"

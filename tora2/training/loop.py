@@ -234,8 +234,9 @@ def personalization_tokens(personalization, batch: dict) -> torch.Tensor | None:
     return p.reshape(size, count, *p.shape[1:])  # (B, E, Q, De)
 
 
-def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batch: dict, generator: torch.Generator):
-    """(total, diffusion, contrastive) losses of one micro-batch."""
+def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batch: dict, generator: torch.Generator,
+                 step: int = 0):
+    """(total, diffusion, contrastive) losses of one micro-batch at optimisation step ``step``."""
     latents = batch["latents"]  # (B, Fl, C, h, w)
     size = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator).to(latents)
@@ -273,7 +274,15 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
         # Only entities whose appearance and motion both survived dropout have a true positive.
         valid = batch["entity_mask"] & batch["has_reference"] & batch["visible"].any(-1)
         contrastive = motion_appearance_contrastive_loss(output.z_p, output.z_m, transformer.contrastive.logit_scale, valid)
-    return diffusion + cfg.contrastive_weight * contrastive, diffusion, contrastive
+    return diffusion + contrastive_weight(cfg, step) * contrastive, diffusion, contrastive
+
+
+def contrastive_weight(cfg: TrainConfig, step: int) -> float:
+    """λ at optimisation step ``step`` (0-based): ramped linearly from 0 over ``contrastive_ramp_steps``,
+    so that early on the contrastive loss does not starve the denoiser."""
+    if cfg.contrastive_ramp_steps <= 0:
+        return cfg.contrastive_weight
+    return cfg.contrastive_weight * min(1.0, (step + 1) / cfg.contrastive_ramp_steps)
 
 
 class TrainingModel(torch.nn.Module):
@@ -291,8 +300,8 @@ class TrainingModel(torch.nn.Module):
         self.cfg = cfg
         self.scheduler = scheduler
 
-    def forward(self, batch: dict, generator: torch.Generator):
-        return compute_loss(self.cfg, self.transformer, self.personalization, self.scheduler, batch, generator)
+    def forward(self, batch: dict, generator: torch.Generator, step: int = 0):
+        return compute_loss(self.cfg, self.transformer, self.personalization, self.scheduler, batch, generator, step)
 
 
 def to_device(batch: dict, device) -> dict:
@@ -311,7 +320,9 @@ def train(
     """Train per ``cfg``; returns the losses and where the outputs went.
 
     dataset: any map-style dataset of samples as ``tora2.training.dataset`` describes (default: the
-    manifest's ``ClipDataset``); it may define ``bucket_of(i)`` to group sizes into batches.
+    manifest's ``ClipDataset``); it may define ``bucket_of(i)`` to group sizes into batches, and
+    ``set_step(step)``, called before each step's samples are read (a curriculum, e.g.
+    ``tora2.synthetic.curriculum.CurriculumDataset``).
     entity_encoder: reference crop → ``EntityTokens`` (needed when samples carry reference images).
     components: prebuilt pipeline components (default: ``model.pretrained`` or ``model.config``).
     resume: "latest" or a checkpoint folder.
@@ -398,6 +409,8 @@ def train(
     while state.step < cfg.max_steps:
         step = state.step
         totals = torch.zeros(3)
+        if hasattr(dataset, "set_step"):
+            dataset.set_step(step)
         for micro in range(accumulation):
             generator = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro, rank))
             samples = [encoder.lookup(dataset, i) for i in batch_indices(step * accumulation + micro)]
@@ -406,7 +419,7 @@ def train(
             sync = micro == accumulation - 1
             context = accelerator.no_sync(model) if not sync and world > 1 else _null()
             with context, accelerator.autocast():
-                total, diffusion, contrastive = model(batch, generator)
+                total, diffusion, contrastive = model(batch, generator, step)
             accelerator.backward(total / accumulation)
             totals += torch.stack([total.detach(), diffusion.detach(), contrastive.detach()]).float().cpu() / accumulation
         if cfg.optim.max_grad_norm > 0:

@@ -4,11 +4,15 @@ The embedded default model starts from random weights everywhere, and a random V
 latents no diffusion model can learn from; so its VAE is trained first, on its own:
 
 1. a batch of synthetic training clips (``SyntheticClipDataset``, drawn on the fly, no files), each
-   cut to a random ``crop_size`` square (the VAE is convolutional: crops train it for any size and
-   cost a fraction of full frames);
+   cut to a random ``window`` of frames and a ``crop_size`` square (the VAE is convolutional: crops
+   train it for any size and cost a fraction of full frames); with ``crop_on_sprite`` the square is
+   placed around one of the clip's sprites, so small moving sprites are never cut away;
 2. posterior → sample → decode; loss = l1 · |x̂ − x| + l2 · (x̂ − x)² + kl · KL(q ‖ N(0, 1)), all
-   per-element means, so the weights do not depend on the clip size;
-3. AdamW with linear warm-up and gradient clipping.
+   per-element means (weighted 1 + ``sprite_weight`` on each sprite's box), so the weights do not
+   depend on the clip size and the few sprite pixels are not drowned out by the background;
+3. AdamW with linear warm-up and gradient clipping, from random weights or from ``init_vae`` (a
+   saved VAE with the same layers: the compression ratios may differ, since time pooling has no
+   weights, so a 4×-in-time VAE starts a per-frame one).
 
 At the end ``vae.config.scaling_factor`` is set to 1 / std of the latent means over
 ``scaling_clips`` fresh clips (what Stable Diffusion and CogVideoX did for theirs), so the diffusion
@@ -43,10 +47,12 @@ logger = logging.getLogger("tora2.training")
 class VAEDataConfig:
     seed: int = 0  # SyntheticClipDataset seed (split "train")
     num_clips: int = 100_000  # clip indices drawn from [0, num_clips)
-    num_frames: int = 9  # 4k + 1
+    num_frames: int = 9  # frames per synthesized clip: k·t + 1 for the VAE's temporal compression t
     height: int = 96
     width: int = 96
     crop_size: int = 64  # random square crop per clip (multiple of 16); 0 = whole frames
+    crop_on_sprite: bool = False  # centre each crop near a random sprite (± a quarter crop) instead of anywhere
+    window: int = 0  # train on a random run of this many frames (k·t + 1); 0 = the whole clip
     max_entities: int = 3
 
 
@@ -63,6 +69,7 @@ class VAELossConfig:
     l1: float = 1.0
     l2: float = 1.0
     kl: float = 1e-4  # per-element KL; small: the latents must keep the detail
+    sprite_weight: float = 0.0  # extra weight of the pixels inside each sprite's box (0 = plain means)
 
 
 @dataclass
@@ -75,6 +82,7 @@ class VAETrainConfig:
     log_every: int = 10
     checkpoint_every: int = 100  # write output_dir/pipeline every N steps (0 = only at the end)
     scaling_clips: int = 16
+    init_vae: str | None = None  # a saved VAE folder (config.json + weights) to start from; None = model's init
     progress: bool = False
     model: ModelSettings = field(default_factory=ModelSettings)
     data: VAEDataConfig = field(default_factory=VAEDataConfig)
@@ -93,12 +101,14 @@ def check_vae_config(cfg: VAETrainConfig) -> None:
         if not isinstance(value, int) or value < 1:
             raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
     data = cfg.data
-    if (data.num_frames - 1) % 4:
-        raise InputError(f"data.num_frames is {data.num_frames}; the CogVideoX VAE needs 4k + 1 frames (e.g. 9, 13, 49)")
+    if data.num_frames < 2:
+        raise InputError(f"data.num_frames is {data.num_frames}; a clip needs at least 2 frames (e.g. 9)")
+    if data.window < 0 or data.window > data.num_frames:
+        raise InputError(f"data.window is {data.window}; use 0 (whole clips) or 1 to data.num_frames ({data.num_frames})")
     if data.crop_size % 16 or data.crop_size < 0 or data.crop_size > min(data.height, data.width):
         raise InputError(f"data.crop_size is {data.crop_size}; use 0 (whole frames) or a multiple of 16 up to "
                          f"{min(data.height, data.width)} (the frame's shorter side)")
-    for name in ("l1", "l2", "kl"):
+    for name in ("l1", "l2", "kl", "sprite_weight"):
         if getattr(cfg.loss, name) < 0:
             raise InputError(f"loss.{name} must be ≥ 0; got {getattr(cfg.loss, name)}")
 
@@ -125,29 +135,98 @@ class VAETrainResult:
     seconds: float = 0.0
 
 
-def vae_batch(dataset, indices: list[int], crop_size: int, generator: torch.Generator) -> torch.Tensor:
-    """Clips ``indices`` of ``dataset`` → (B, 3, F, S, S) in [−1, 1], one random crop per clip."""
-    videos = []
+def check_frame_count(num_frames: int, temporal: int, name: str) -> None:
+    """The CogVideoX VAE encodes k·t + 1 frames (t = its temporal compression)."""
+    if (num_frames - 1) % temporal:
+        raise InputError(f"{name} is {num_frames}; this VAE compresses {temporal}× in time and needs "
+                         f"k·{temporal} + 1 frames (e.g. {2 * temporal + 1})")
+
+
+def sprite_mask(entities, num_frames: int, height: int, width: int) -> torch.Tensor:
+    """(F, H, W) float: 1 inside each entity's sprite box (its longer side, centred on its point), else 0."""
+    mask = torch.zeros(num_frames, height, width)
+    for entity in entities:
+        for f in range(num_frames):
+            (x, y), half = entity.points[f], entity.sizes[f] / 2.0
+            x0, x1 = max(0, int(x - half)), min(width, int(x + half) + 1)
+            y0, y1 = max(0, int(y - half)), min(height, int(y + half) + 1)
+            mask[f, y0:y1, x0:x1] = 1.0
+    return mask
+
+
+def _crop_corner(size: int, crop: int, centre: float | None, generator: torch.Generator) -> int:
+    if centre is None:
+        return int(torch.randint(0, size - crop + 1, (1,), generator=generator))
+    jitter = crop // 4
+    offset = int(torch.randint(-jitter, jitter + 1, (1,), generator=generator))
+    return min(max(int(round(centre)) - crop // 2 + offset, 0), size - crop)
+
+
+def vae_batch(dataset, indices: list[int], crop_size: int, generator: torch.Generator, window: int = 0,
+              crop_on_sprite: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips ``indices`` of ``dataset`` → video (B, 3, F', S, S) in [−1, 1] and its sprite mask (B, 1, F', S, S).
+
+    Each clip is cut to a random run of ``window`` frames (0: all F) and one ``crop_size`` square
+    (0: whole frames), the same square in every frame; with ``crop_on_sprite`` the square is centred
+    near one of the clip's sprites in the run's first frame.
+    """
+    videos, masks = [], []
     for index in indices:
-        video = dataset[index]["video"]  # (F, 3, H, W)
+        frames, _, entities = dataset.clip(index)
+        video = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (F, 3, H, W)
+        num_frames, _, height, width = video.shape
+        mask = sprite_mask(entities, num_frames, height, width)[:, None]  # (F, 1, H, W)
+        start = 0
+        if window:
+            start = int(torch.randint(0, num_frames - window + 1, (1,), generator=generator))
+            video, mask = video[start : start + window], mask[start : start + window]  # (F', ·, H, W)
         if crop_size:
-            height, width = video.shape[-2:]
-            top = int(torch.randint(0, height - crop_size + 1, (1,), generator=generator))
-            left = int(torch.randint(0, width - crop_size + 1, (1,), generator=generator))
-            video = video[..., top : top + crop_size, left : left + crop_size]  # (F, 3, S, S)
+            centre = (None, None)
+            if crop_on_sprite and entities:
+                pick = int(torch.randint(0, len(entities), (1,), generator=generator))
+                centre = tuple(entities[pick].points[start])  # (x, y)
+            top = _crop_corner(height, crop_size, centre[1], generator)
+            left = _crop_corner(width, crop_size, centre[0], generator)
+            video = video[..., top : top + crop_size, left : left + crop_size]  # (F', 3, S, S)
+            mask = mask[..., top : top + crop_size, left : left + crop_size]  # (F', 1, S, S)
         videos.append(video)
-    return rearrange(torch.stack(videos), "b f c h w -> b c f h w")  # (B, 3, F, S, S)
+        masks.append(mask)
+    video = rearrange(torch.stack(videos), "b f c h w -> b c f h w")  # (B, 3, F', S, S)
+    return video, rearrange(torch.stack(masks), "b f c h w -> b c f h w")  # (B, 1, F', S, S)
 
 
-def vae_loss(vae, video: torch.Tensor, weights: VAELossConfig, generator: torch.Generator | None = None):
-    """(total, l1, l2, kl) of one batch (B, 3, F, H, W) in [−1, 1]."""
+def vae_loss(vae, video: torch.Tensor, weights: VAELossConfig, generator: torch.Generator | None = None,
+             sprite_mask: torch.Tensor | None = None):
+    """(total, l1, l2, kl) of one batch (B, 3, F, H, W) in [−1, 1]; l1 and l2 are the plain means
+    (comparable across runs), the total uses their sprite-weighted means when a mask (B, 1, F, H, W) is given."""
     posterior = vae.encode(video).latent_dist
     latents = posterior.sample(generator)  # (B, C, Fl, h, w)
     recon = vae.decode(latents).sample  # (B, 3, F, H, W)
-    l1 = (recon - video).abs().mean()
-    l2 = (recon - video).pow(2).mean()
+    error = recon - video
+    l1, l2 = error.abs().mean(), error.pow(2).mean()
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+    if sprite_mask is not None and weights.sprite_weight > 0:
+        weight = (1.0 + weights.sprite_weight * sprite_mask).expand_as(error)  # (B, 3, F, H, W)
+        weighted_l1 = (weight * error.abs()).sum() / weight.sum()
+        weighted_l2 = (weight * error.pow(2)).sum() / weight.sum()
+        return weights.l1 * weighted_l1 + weights.l2 * weighted_l2 + weights.kl * kl, l1, l2, kl
     return weights.l1 * l1 + weights.l2 * l2 + weights.kl * kl, l1, l2, kl
+
+
+def load_initial_vae(vae, path: str | Path) -> None:
+    """Copy the weights of the saved VAE at ``path`` into ``vae`` (strict: every layer must match)."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise InputError(f"init_vae {path} is not a saved VAE folder (no config.json); give e.g. tora2/data/embedded/vae")
+    source = AutoencoderKLCogVideoX.from_pretrained(str(path))
+    try:
+        vae.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        raise InputError(f"init_vae {path} has different layers from the configured VAE ({first}); "
+                         "make block_out_channels, latent_channels and layers_per_block equal") from None
 
 
 @torch.no_grad()
@@ -184,6 +263,12 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     if components is None:
         components = build_components(TrainConfig(model=cfg.model))
     vae = components["vae"]
+    temporal = int(vae.config.temporal_compression_ratio)
+    check_frame_count(data.num_frames, temporal, "data.num_frames")
+    if data.window:
+        check_frame_count(data.window, temporal, "data.window")
+    if cfg.init_vae is not None:
+        load_initial_vae(vae, cfg.init_vae)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(cfg, output_dir / "config.yaml")
@@ -206,8 +291,8 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     for step in range(1, cfg.max_steps + 1):
         generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
         indices = torch.randint(0, len(dataset) - cfg.scaling_clips, (cfg.batch_size,), generator=generator).tolist()
-        video = vae_batch(dataset, indices, data.crop_size, generator)
-        total, l1, l2, kl = vae_loss(vae, video, cfg.loss, generator)
+        video, mask = vae_batch(dataset, indices, data.crop_size, generator, data.window, data.crop_on_sprite)
+        total, l1, l2, kl = vae_loss(vae, video, cfg.loss, generator, mask)
         total.backward()
         if cfg.optim.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.optim.max_grad_norm)

@@ -1,0 +1,70 @@
+"""Stage ``encoders`` (tora2/training/pretrain_encoders.py) on the tiny model."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tora2.errors import InputError
+from tora2.pipelines.components import build_tiny_components
+from tora2.synthetic.sprites import load_sprites
+from tora2.training.pretrain_encoders import (
+    EncoderTrainConfig,
+    jitter_sprite,
+    load_encoder_config,
+    retrieval_accuracy,
+    train_encoders,
+)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_jitter_sprite_is_a_square_view_on_white_or_background():
+    sprite = load_sprites("train")[0]
+    rng = np.random.default_rng(0)
+    view = jitter_sprite(sprite.image, rng, 32)
+    assert view.shape == (32, 32, 3) and view.dtype == np.uint8
+    assert (view == 255).all(-1).mean() > 0.2  # white around the sprite
+    background = np.zeros((32, 32, 3), np.uint8)
+    dark = jitter_sprite(sprite.image, rng, 32, background)
+    assert (dark == 0).all(-1).mean() > 0.2
+    assert not np.array_equal(jitter_sprite(sprite.image, rng, 32), view)
+
+
+def test_train_encoders_changes_only_the_encoders_and_writes_a_pipeline(tmp_path):
+    components = build_tiny_components("tiny", seed=0)
+    before = {name: {k: v.clone() for k, v in components[name].state_dict().items()}
+              for name in ("image_encoder", "text_encoder", "transformer", "vae")}
+    old_id = components["image_encoder"].encoder_id
+    cfg = EncoderTrainConfig(output_dir=str(tmp_path / "enc"), max_steps=3, batch_size=4, eval_every=0, eval_views=1)
+    result = train_encoders(cfg, components=components)
+    assert result.steps == [1, 2, 3] and all(np.isfinite(result.losses))
+    for name in ("image_encoder", "text_encoder"):
+        changed = [k for k, v in components[name].state_dict().items() if not torch.equal(v, before[name][k])]
+        assert changed, name
+        assert not any(p.requires_grad for p in components[name].parameters()), name
+    for name in ("transformer", "vae"):
+        assert all(torch.equal(v, before[name][k]) for k, v in components[name].state_dict().items()), name
+    assert components["image_encoder"].encoder_id != old_id  # caches keyed by the encoder never mix
+    assert (tmp_path / "enc" / "pipeline" / "model_index.json").is_file()
+    losses = json.loads((tmp_path / "enc" / "losses.json").read_text())
+    assert losses["step"] == [1, 2, 3] and len(losses["heldout_retrieval_top1"]) == 1
+    assert 0.0 <= losses["retrieval_before"] <= 1.0
+
+
+def test_retrieval_accuracy_is_a_share():
+    components = build_tiny_components("tiny", seed=0)
+    accuracy = retrieval_accuracy(components["image_encoder"], load_sprites("heldout")[:5], views_per_sprite=2)
+    assert accuracy in {i / 10 for i in range(11)}
+
+
+def test_encoder_config_errors(tmp_path):
+    with pytest.raises(InputError, match="batch_size is 1; a contrastive batch needs at least 2 sprites"):
+        EncoderTrainConfig(batch_size=1)
+    with pytest.raises(InputError, match="background_probability must be in"):
+        load_encoder_config(ROOT / "configs/train/embedded-encoders.yaml", ["loss.background_probability=2.0"])
+    with pytest.raises(InputError, match="the training split has 124 sprites"):
+        train_encoders(EncoderTrainConfig(output_dir=str(tmp_path), batch_size=500), components=build_tiny_components("tiny"))

@@ -11,10 +11,12 @@ install:
 info: install
 	$(VENV)/bin/tora2 info --config tiny
 
-# The embedded default model (tora2/data/embedded/, no download) on the three sprites of examples/demo/.
+# The embedded default model (tora2/data/embedded/, no download) on the three sprites of examples/demo/;
+# out.contact.png shows every frame with the requested paths (docs/results.md keeps the shipped one).
 demo: install
 	$(VENV)/bin/tora2 generate --tracks examples/demo/tracks.json --seed 0 --overlay -o out.mp4 \
 		--prompt "a strawberry moves from left to right, a frog face moves down and a lemon moves up"
+	$(PY) scripts/contact_sheet.py out.mp4 -o out.contact.png
 
 # Retrain the embedded default model from scratch on CPU (VAE, then transformer + DPE) and ship it.
 .PHONY: embedded

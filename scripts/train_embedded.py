@@ -1,9 +1,10 @@
 """Stage 2 of the embedded default model: ``train(cfg)`` on in-memory synthetic sprite clips.
 
-    python scripts/train_embedded.py configs/train/embedded.yaml --clips 400 [--resume latest] [--set key=value ...]
+    python scripts/train_embedded.py configs/train/embedded.yaml --clips 400 [--curriculum SPEC] [--resume latest] [--set key=value ...]
 
 The clips are ``SyntheticClipDataset(clips, seed, "train", …)`` at the config's frame count and
-bucket size. Entity references are encoded by two encoders, alternating by clip: the pipeline's own
+bucket size; with ``--curriculum`` (tora2/synthetic/curriculum.py) a ``CurriculumDataset`` of that
+many clips per phase, easy scenes first. Entity references are encoded by two encoders, alternating by clip: the pipeline's own
 fallback (``Tora2Pipeline.encode_entity_images``, what Python callers and ``tora2 eval`` get) and
 ``entities.encode_entity`` (what ``tora2 generate`` uses; same semantic tokens, object-detail tokens
 from 2× tiles), so the model serves both. A run stopped early is finished from its last checkpoint
@@ -19,31 +20,11 @@ import zlib
 import tora2  # noqa: F401  (the torchvision shim, before diffusers)
 from cli.train import entity_encoder as cli_entity_encoder
 from tora2.errors import InputError
-from tora2.synthetic import BACKGROUND_KINDS, SyntheticClipDataset
+from tora2.synthetic import SyntheticClipDataset
+from tora2.synthetic.curriculum import CurriculumDataset, parse_curriculum
 from tora2.training.config import load_train_config
 from tora2.training.encode import pipeline_entity_encoder
 from tora2.training.loop import build_components, train
-
-
-class BackgroundDataset(SyntheticClipDataset):
-    """``SyntheticClipDataset`` with its backgrounds restricted to ``kinds`` (tora2.synthetic.BACKGROUND_KINDS);
-    the kinds are part of every clip key, so cached encodings of different sets never mix."""
-
-    def __init__(self, *args, kinds: tuple[str, ...], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.kinds = tuple(kinds)
-
-    def clip(self, index: int):
-        from tora2.synthetic.clips import synthesize_clip
-        from tora2.synthetic.dataset import clip_rng, num_entities_for
-
-        rng = clip_rng(self.seed, self.split, index)
-        count = num_entities_for(rng, self.max_entities)
-        return synthesize_clip(rng, self.sprites, self.num_frames, self.height, self.width, count, self.split, self.kinds)
-
-    def __getitem__(self, index: int) -> dict:
-        sample = super().__getitem__(index)
-        return {**sample, "key": f"{sample['key']}-{'+'.join(self.kinds)}"}
 
 
 def mixed_entity_encoder(components: dict):
@@ -103,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config")
     parser.add_argument("--clips", type=int, required=True, help="number of synthetic training clips")
     parser.add_argument("--clip-seed", type=int, default=0, help="SyntheticClipDataset seed")
-    parser.add_argument("--backgrounds", default=None,
-                        help=f"comma-separated background kinds to draw from (default: all of {', '.join(BACKGROUND_KINDS)})")
+    parser.add_argument("--curriculum", default=None,
+                        help="phases ENTITIES:KINDS[:UNTIL_STEP], comma-separated, e.g. 1:gradient:1500,3:all "
+                             "(default: 1-3 entities over every background from the start)")
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
     parser.add_argument("--encode-only", action="store_true", help="fill data.cache_dir with the clips' encodings, train nothing")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override (repeatable)")
@@ -112,20 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_train_config(args.config, args.overrides + ["progress=true"])
         (height, width), = [tuple(b) for b in cfg.data.buckets]
-        if args.backgrounds is None:
+        if args.curriculum is None:
             dataset = SyntheticClipDataset(args.clips, args.clip_seed, "train", cfg.data.num_frames, height, width)
         else:
-            kinds = tuple(k.strip() for k in args.backgrounds.split(","))
-            unknown = [k for k in kinds if k not in BACKGROUND_KINDS]
-            if unknown:
-                raise InputError(f"--backgrounds {args.backgrounds!r}: unknown kind(s) {', '.join(unknown)}; use {', '.join(BACKGROUND_KINDS)}")
-            dataset = BackgroundDataset(args.clips, args.clip_seed, "train", cfg.data.num_frames, height, width, kinds=kinds)
+            dataset = CurriculumDataset(parse_curriculum(args.curriculum), args.clips, args.clip_seed, "train",
+                                        cfg.data.num_frames, height, width)
         if args.encode_only and cfg.data.cache_dir is None:
             raise InputError("--encode-only fills data.cache_dir, which is not set; give --set data.cache_dir=DIR")
         components = build_components(cfg)
         encoder = mixed_entity_encoder(components)
         if cfg.data.cache_dir is not None:
-            precompute_cache(cfg, components, dataset, encoder)
+            for phase in getattr(dataset, "datasets", [dataset]):  # every curriculum phase's clips
+                precompute_cache(cfg, components, phase, encoder)
         if args.encode_only:
             print(f"{cfg.data.cache_dir}: {len(dataset)} clip(s) encoded")
             return 0

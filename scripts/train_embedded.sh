@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Reproduce the embedded default model (tora2/data/embedded/) end to end on CPU:
-#   1. the VAE on synthetic sprite clips        (configs/train/embedded-vae.yaml, tora2/training/vae.py)
-#   2. transformer + DPE, stage `full`          (configs/train/embedded.yaml, scripts/train_embedded.py)
-#   3. copy the pipeline into the package and write the training-curve plot.
-# Usage: scripts/train_embedded.sh [--no-ship]      (PYTHON=... to pick the interpreter; CLIPS=3000)
+#   1. the per-frame VAE on synthetic sprite clips  (configs/train/embedded-vae.yaml, tora2/training/vae.py)
+#   2. the text and image encoders, CLIP-style      (configs/train/embedded-encoders.yaml, tora2/training/pretrain_encoders.py)
+#   3. transformer + DPE, stage `full`, curriculum  (configs/train/embedded.yaml, scripts/train_embedded.py)
+#   4. copy the pipeline into the package and write the training-curve plot.
+# Usage: scripts/train_embedded.sh [--no-ship]   (PYTHON=... the interpreter; CLIPS=3000 per curriculum phase;
+#        CURRICULUM=... the phases, see tora2/synthetic/curriculum.py; RESUME=latest continues stage 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 CLIPS=${CLIPS:-3000}
+CURRICULUM=${CURRICULUM:-1:gradient:1000,2:gradient+texture:2500,3:all}
+RESUME=${RESUME:-}
 SHIP=1
 [[ "${1:-}" == "--no-ship" ]] && SHIP=0
 
-"$PY" -m tora2.training.vae configs/train/embedded-vae.yaml
-"$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS"
+if [[ -z "$RESUME" ]]; then
+  "$PY" -m tora2.training.vae configs/train/embedded-vae.yaml
+  "$PY" -m tora2.training.pretrain_encoders configs/train/embedded-encoders.yaml
+fi
+"$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM" ${RESUME:+--resume "$RESUME"}
 "$PY" scripts/plot_training.py runs/embedded -o docs/training-curves.png
 
 if [[ $SHIP == 1 ]]; then

@@ -74,3 +74,22 @@ def test_eval_with_a_saved_tiny_pipeline(tmp_path):
     assert report["summary"]["all"]["entities"] == 6
     rows = report["rows"]
     assert all(r["traj_error_px"] >= 0 for r in rows)  # an untrained model: any error, but measured
+
+
+def test_eval_reconstruct_scores_the_autoencoder_round_trip(tmp_path):
+    from tora2.pipelines.embedded import EMBEDDED_DIR
+
+    out = tmp_path / "results.json"
+    result = runner.invoke(app, ["eval", "--reconstruct", "--model", str(EMBEDDED_DIR), "--cases", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["settings"]["mode"] == "reconstruct"
+    assert report["settings"]["steps"] is None and report["settings"]["guidance_scale"] is None
+    assert report["summary"]["all"]["entities"] == 6
+    assert report["summary"]["all"]["traj_error_pct_width"] is not None
+
+
+def test_eval_reconstruct_and_ground_truth_exclude_each_other(tmp_path):
+    result = runner.invoke(app, ["eval", "--reconstruct", "--ground-truth", "-o", str(tmp_path / "r.json")])
+    assert result.exit_code == 2
+    assert "pass one of them" in result.stderr and list(tmp_path.iterdir()) == []

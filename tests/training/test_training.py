@@ -319,3 +319,12 @@ def test_contrastive_weight_ramps_up_from_zero():
     assert contrastive_weight(load_train_config(None, {"contrastive_weight": 0.2}), 0) == 0.2
     with pytest.raises(InputError, match="contrastive_ramp_steps must be ≥ 0; got -1"):
         load_train_config(None, {"contrastive_ramp_steps": -1})
+
+
+def test_model_scheduler_overrides_replace_fields():
+    cfg = load_train_config(None, {"model.config": "tiny", "model.scheduler": {"snr_shift_scale": 1.0}})
+    components = build_components(cfg)
+    assert components["scheduler"].config.snr_shift_scale == 1.0
+    assert components["scheduler"].config.prediction_type == "v_prediction"  # the rest kept
+    with pytest.raises(InputError, match="model.scheduler: unknown scheduler field\\(s\\) shift;"):
+        build_components(load_train_config(None, {"model.scheduler": {"shift": 1.0}}))

@@ -25,6 +25,9 @@ class ModelSettings:
     # Transformer config fields to change (e.g. {binder: linear} for an ablation). The transformer is
     # then rebuilt at fresh init (seeded) from the pretrained/built config plus these: stage full only.
     transformer: dict = field(default_factory=dict)
+    # Scheduler config fields to change (e.g. {snr_shift_scale: 1.0}); saved with the trained pipeline,
+    # so generation samples with the schedule the model was trained on.
+    scheduler: dict = field(default_factory=dict)
 
 
 @dataclass

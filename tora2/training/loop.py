@@ -91,8 +91,16 @@ class TrainingState:
 # ---------------------------------------------------------------------------------------------- setup
 def build_components(cfg: TrainConfig) -> dict:
     """The pipeline components: from ``model.pretrained`` (a pipeline folder) or built from ``model.config``;
-    with ``model.transformer`` overrides the transformer is then rebuilt at fresh init with them."""
+    with ``model.transformer`` overrides the transformer is then rebuilt at fresh init with them, and
+    ``model.scheduler`` overrides replace the scheduler's fields."""
     components = _load_components(cfg)
+    if cfg.model.scheduler:
+        scheduler = components["scheduler"]
+        base = {k: v for k, v in scheduler.config.items() if not k.startswith("_")}
+        unknown = sorted(set(cfg.model.scheduler) - set(base))
+        if unknown:
+            raise InputError(f"model.scheduler: unknown scheduler field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(base))}")
+        components["scheduler"] = type(scheduler).from_config({**base, **cfg.model.scheduler})
     if cfg.model.transformer:
         from tora2.models.transformer_tora2 import Tora2Transformer3DModel
 

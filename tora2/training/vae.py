@@ -12,7 +12,8 @@ latents no diffusion model can learn from; so its VAE is trained first, on its o
    depend on the clip size and the few sprite pixels are not drowned out by the background;
 3. AdamW with linear warm-up and gradient clipping, from random weights or from ``init_vae`` (a
    saved VAE with the same layers: the compression ratios may differ, since time pooling has no
-   weights, so a 4×-in-time VAE starts a per-frame one).
+   weights, so a 4×-in-time VAE starts a per-frame one); with ``per_frame`` every causal time
+   kernel is collapsed onto the current frame and kept there, so each frame is coded on its own.
 
 At the end ``vae.config.scaling_factor`` is set to 1 / std of the latent means over
 ``scaling_clips`` fresh clips (what Stable Diffusion and CogVideoX did for theirs), so the diffusion
@@ -83,6 +84,7 @@ class VAETrainConfig:
     checkpoint_every: int = 100  # write output_dir/pipeline every N steps (0 = only at the end)
     scaling_clips: int = 16
     init_vae: str | None = None  # a saved VAE folder (config.json + weights) to start from; None = model's init
+    per_frame: bool = False  # collapse every causal time kernel onto the current frame and keep it there (no frame mixing)
     progress: bool = False
     model: ModelSettings = field(default_factory=ModelSettings)
     data: VAEDataConfig = field(default_factory=VAEDataConfig)
@@ -213,6 +215,32 @@ def vae_loss(vae, video: torch.Tensor, weights: VAELossConfig, generator: torch.
     return weights.l1 * l1 + weights.l2 * l2 + weights.kl * kl, l1, l2, kl
 
 
+@torch.no_grad()
+def collapse_time_kernels(vae, freeze: bool = True) -> int:
+    """Make every causal 3D convolution of ``vae`` per-frame: its time taps summed into the current
+    frame's tap, the earlier taps zeroed (and, with ``freeze``, their gradients zeroed from now on, so
+    training keeps them at zero). Outputs on a still video are unchanged, and no frame leaks into the
+    next any more: a VAE trained with time compression otherwise leaves ghosts of earlier sprite
+    positions when run per frame (measured: docs/results.md). Returns the number of convolutions changed."""
+    changed = 0
+    for module in vae.modules():
+        time_kernel = getattr(module, "time_kernel_size", 1)
+        if type(module).__name__ == "CogVideoXCausalConv3d" and time_kernel > 1:
+            weight = module.conv.weight  # (out, in, T, k, k): tap T−1 is the current frame (causal padding)
+            weight[:, :, -1] = weight.sum(dim=2)
+            weight[:, :, :-1] = 0.0
+            if freeze:
+                weight.register_hook(_zero_earlier_taps)
+            changed += 1
+    return changed
+
+
+def _zero_earlier_taps(grad: torch.Tensor) -> torch.Tensor:
+    grad = grad.clone()
+    grad[:, :, :-1] = 0.0
+    return grad
+
+
 def load_initial_vae(vae, path: str | Path) -> None:
     """Copy the weights of the saved VAE at ``path`` into ``vae`` (strict: every layer must match)."""
     from diffusers import AutoencoderKLCogVideoX
@@ -269,6 +297,11 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
         check_frame_count(data.window, temporal, "data.window")
     if cfg.init_vae is not None:
         load_initial_vae(vae, cfg.init_vae)
+    if cfg.per_frame:
+        if temporal != 1:
+            raise InputError(f"per_frame needs a VAE without time compression; this one compresses {temporal}× "
+                             "(set vae temporal_compression_ratio: 1 in the model config)")
+        collapse_time_kernels(vae)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(cfg, output_dir / "config.yaml")

@@ -1,30 +1,34 @@
 #!/usr/bin/env bash
 # The paper's ablations at the embedded model's budget (docs/results.md): each variant trains stage
-# `full` from the same VAE-stage pipeline, clips, seed and step count as the shipped model
-# (configs/train/embedded.yaml) for STEPS steps (default 1500, the checkpoint the shipped model is
-# compared at), changing one thing, then `tora2 eval` scores it on the same held-out cases. Two
-# variants run at a time, one thread each (2-core machine).
-# Usage: scripts/run_ablations.sh [variant ...]   (default: all four; PYTHON=..., CLIPS=3000, CASES=10)
+# `full` from the same encoder-stage pipeline, clips, curriculum, seed and step count as the shipped
+# model (configs/train/embedded.yaml) for STEPS steps, changing one thing, then `tora2 eval` scores
+# it on the same held-out cases. Every variant, the `full` baseline included, starts its transformer
+# from a fresh seeded init (model.init_weights={}): the architecture variants cannot load the shipped
+# weights, so none does. Two variants run at a time, one thread each (2-core machine).
+# Usage: scripts/run_ablations.sh [variant ...]   (default: all five; PYTHON=..., CLIPS=800, CASES=10, STEPS=1500)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-CLIPS=${CLIPS:-3000}
+CLIPS=${CLIPS:-800}
+CURRICULUM=${CURRICULUM:-1:gradient:300,2:gradient+texture:800,3:all}
 CASES=${CASES:-10}
 STEPS=${STEPS:-1500}
 declare -A CHANGE=(
+  [full]="model.transformer={}"
   [no-binding]="model.transformer={binder: none}"
   [linear-binding]="model.transformer={binder: linear}"
   [no-contrastive]="contrastive_weight=0"
   [p-then-m]="model.transformer={block_order: personalization_first}"
 )
 variants=("$@")
-[[ ${#variants[@]} == 0 ]] && variants=(no-binding linear-binding no-contrastive p-then-m)
+[[ ${#variants[@]} == 0 ]] && variants=(full no-binding linear-binding no-contrastive p-then-m)
 
 run_one() {
   local name=$1 out=runs/ablations/$1
   mkdir -p "$out"
-  OMP_NUM_THREADS=1 "$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" \
-    --set "output_dir=$out/train" --set "${CHANGE[$name]}" --set max_steps="$STEPS" --set checkpoint_every=0 > "$out/train.log" 2>&1
+  OMP_NUM_THREADS=1 "$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM" \
+    --set "output_dir=$out/train" --set "${CHANGE[$name]}" --set "model.init_weights={}" --set max_steps="$STEPS" \
+    --set checkpoint_every=0 > "$out/train.log" 2>&1
   OMP_NUM_THREADS=1 "$PY" -m cli.main eval -m "$out/train/pipeline" --cases "$CASES" -o "$out/eval.json" > "$out/eval.log" 2>&1
   echo "$name: $(tail -n 7 "$out/eval.log" | grep '^| all')"
 }
@@ -33,7 +37,7 @@ for name in "${variants[@]}"; do
   [[ -n "${CHANGE[$name]:-}" ]] || { echo "unknown variant $name; use one of ${!CHANGE[*]}" >&2; exit 2; }
 done
 # The encodings are shared: fill the cache once before the parallel runs.
-"$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --encode-only > /dev/null
+"$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM" --encode-only > /dev/null
 pids=()
 for name in "${variants[@]}"; do
   run_one "$name" &

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import zlib
+from pathlib import Path
 
 import tora2  # noqa: F401  (the torchvision shim, before diffusers)
 from cli.train import entity_encoder as cli_entity_encoder
@@ -109,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.encode_only:
             print(f"{cfg.data.cache_dir}: {len(dataset)} clip(s) encoded")
             return 0
+        # The data is not part of TrainConfig: record it beside config.yaml so the run can be repeated.
+        from tora2.io import write_json_atomic
+
+        write_json_atomic({"clips": args.clips, "clip_seed": args.clip_seed, "curriculum": args.curriculum},
+                          Path(cfg.output_dir) / "data.json")
         result = train(cfg, dataset, entity_encoder=encoder, components=components, resume=args.resume)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

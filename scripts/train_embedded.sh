@@ -4,13 +4,13 @@
 #   2. the text and image encoders, CLIP-style      (configs/train/embedded-encoders.yaml, tora2/training/pretrain_encoders.py)
 #   3. transformer + DPE, stage `full`, curriculum  (configs/train/embedded.yaml, scripts/train_embedded.py)
 #   4. copy the pipeline into the package and write the training-curve plot.
-# Usage: scripts/train_embedded.sh [--no-ship]   (PYTHON=... the interpreter; CLIPS=3000 per curriculum phase;
+# Usage: scripts/train_embedded.sh [--no-ship]   (PYTHON=... the interpreter; CLIPS=800 per curriculum phase;
 #        CURRICULUM=... the phases, see tora2/synthetic/curriculum.py; RESUME=latest continues stage 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-CLIPS=${CLIPS:-3000}
-CURRICULUM=${CURRICULUM:-1:gradient:1000,2:gradient+texture:2500,3:all}
+CLIPS=${CLIPS:-800}
+CURRICULUM=${CURRICULUM:-1:gradient:300,2:gradient+texture:800,3:all}
 RESUME=${RESUME:-}
 SHIP=1
 [[ "${1:-}" == "--no-ship" ]] && SHIP=0

@@ -21,6 +21,8 @@ from tora2.pipelines.embedded import EMBEDDED_DIR, EMBEDDED_ID, has_trained_embe
 NUM_INFERENCE_STEPS = 25
 MAX_MEAN_TRAJ_ERROR_PCT = 65.0  # measured 58.5
 MIN_BINDING_ACCURACY = 0.2  # measured 0.2 (1 of 5)
+MAX_RECONSTRUCT_TRAJ_ERROR_PCT = 15.0  # provisional
+MIN_RECONSTRUCT_BINDING = 0.8  # provisional
 
 
 def test_shipped_folder_is_a_small_safetensors_pipeline():
@@ -65,6 +67,16 @@ def test_held_out_cases_follow_their_paths(rows):
 def test_held_out_cases_bind_entities_to_their_paths(rows):
     bound = [r["binding_correct"] for r in rows]
     assert float(np.mean(bound)) >= MIN_BINDING_ACCURACY
+
+
+def test_autoencoder_round_trip_keeps_the_paths(pipe):
+    """The shipped VAE's ceiling (tora2 eval --reconstruct) on the same two held-out cases."""
+    from tora2.evaluation import reconstruction_generator
+
+    cases = make_cases(1, 9, 64, 64, split="heldout", seed=0, entity_counts=(2, 3))
+    rows = [row for case in cases for row in score_video(reconstruction_generator(pipe)(case), case)]
+    assert float(np.mean([r["traj_error_pct_width"] for r in rows])) < MAX_RECONSTRUCT_TRAJ_ERROR_PCT
+    assert float(np.mean([r["binding_correct"] for r in rows])) >= MIN_RECONSTRUCT_BINDING
 
 
 def test_generation_is_deterministic(pipe):

@@ -328,3 +328,31 @@ def test_model_scheduler_overrides_replace_fields():
     assert components["scheduler"].config.prediction_type == "v_prediction"  # the rest kept
     with pytest.raises(InputError, match="model.scheduler: unknown scheduler field\\(s\\) shift;"):
         build_components(load_train_config(None, {"model.scheduler": {"shift": 1.0}}))
+
+
+def test_model_components_and_image_encoder_overrides(tmp_path):
+    components = build_components(load_train_config(None, {"model.config": "tiny", "model.seed": 1}))
+    components["vae"].save_pretrained(tmp_path / "vae")
+    cfg = load_train_config(None, {"model.config": "tiny", "model.components": {"vae": str(tmp_path / "vae")},
+                                   "model.image_encoder": {"image_size": 64}})
+    built = build_components(cfg)
+    assert all(torch.equal(v, components["vae"].state_dict()[k]) for k, v in built["vae"].state_dict().items())
+    assert built["image_encoder"].image_size == 64 and built["image_encoder"].num_tokens == 1 + 8 * 8
+    with pytest.raises(InputError, match="model.components: 'unet' is not a model of this pipeline; use one of"):
+        build_components(load_train_config(None, {"model.components": {"unet": str(tmp_path)}}))
+    with pytest.raises(InputError, match="not a saved model folder"):
+        build_components(load_train_config(None, {"model.components": {"vae": str(tmp_path / "missing")}}))
+    with pytest.raises(InputError, match="model.image_encoder: unknown field\\(s\\) width"):
+        build_components(load_train_config(None, {"model.image_encoder": {"width": 3}}))
+
+
+def test_model_init_weights_loads_matching_layers_strictly(tmp_path):
+    source = build_components(load_train_config(None, {"model.config": "tiny", "model.seed": 3}))["transformer"]
+    source.save_pretrained(tmp_path / "transformer")
+    built = build_components(load_train_config(None, {"model.config": "tiny",
+                                                      "model.init_weights": {"transformer": str(tmp_path / "transformer")}}))
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in built["transformer"].state_dict().items())
+    other = build_components(load_train_config(None, {"model.config": "tiny"}))["vae"]
+    other.save_pretrained(tmp_path / "vae")
+    with pytest.raises(InputError, match="model.init_weights.transformer: .* has different layers"):
+        build_components(load_train_config(None, {"model.init_weights": {"transformer": str(tmp_path / "vae")}}))

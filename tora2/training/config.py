@@ -28,6 +28,15 @@ class ModelSettings:
     # Scheduler config fields to change (e.g. {snr_shift_scale: 1.0}); saved with the trained pipeline,
     # so generation samples with the schedule the model was trained on.
     scheduler: dict = field(default_factory=dict)
+    # Image encoder (SemanticImageEncoder) fields to change: the encoder is rebuilt at fresh init (seeded).
+    image_encoder: dict = field(default_factory=dict)
+    # Components to take from other saved folders instead, e.g. {vae: runs/embedded/vae/pipeline/vae}
+    # (stages trained side by side, then combined); each is loaded with its current class.
+    components: dict = field(default_factory=dict)
+    # Models to start from the weights saved in other folders, e.g. {transformer: tora2/data/embedded/transformer}:
+    # the layers must match exactly (strict), config fields without weights may differ (e.g. the
+    # temporal compression the positional embedding is computed for).
+    init_weights: dict = field(default_factory=dict)
 
 
 @dataclass

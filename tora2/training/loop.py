@@ -91,9 +91,42 @@ class TrainingState:
 # ---------------------------------------------------------------------------------------------- setup
 def build_components(cfg: TrainConfig) -> dict:
     """The pipeline components: from ``model.pretrained`` (a pipeline folder) or built from ``model.config``;
-    with ``model.transformer`` overrides the transformer is then rebuilt at fresh init with them, and
-    ``model.scheduler`` overrides replace the scheduler's fields."""
+    ``model.components`` replaces named components by saved ones from other folders; with
+    ``model.transformer`` / ``model.image_encoder`` overrides that model is rebuilt at fresh init
+    with them, and ``model.scheduler`` overrides replace the scheduler's fields."""
     components = _load_components(cfg)
+    for name, folder in cfg.model.components.items():
+        if components.get(name) is None or name in ("tokenizer", "scheduler"):
+            models = sorted(k for k, v in components.items() if v is not None and k not in ("tokenizer", "scheduler"))
+            raise InputError(f"model.components: {name!r} is not a model of this pipeline; use one of {', '.join(models)}")
+        if not (Path(folder) / "config.json").is_file():
+            raise InputError(f"model.components.{name}: {folder} is not a saved model folder (no config.json)")
+        components[name] = type(components[name]).from_pretrained(str(folder)).eval()
+    if cfg.model.image_encoder:
+        from tora2.models.encoders import SemanticImageEncoder
+
+        base = {k: v for k, v in components["image_encoder"].config.items() if not k.startswith("_")}
+        unknown = sorted(set(cfg.model.image_encoder) - set(base))
+        if unknown:
+            raise InputError(f"model.image_encoder: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(base))}")
+        torch.manual_seed(cfg.model.seed)
+        components["image_encoder"] = SemanticImageEncoder(**{**base, **cfg.model.image_encoder})
+    for name, folder in cfg.model.init_weights.items():
+        if components.get(name) is None or name in ("tokenizer", "scheduler"):
+            raise InputError(f"model.init_weights: {name!r} is not a model of this pipeline")
+        if not (Path(folder) / "config.json").is_file():
+            raise InputError(f"model.init_weights.{name}: {folder} is not a saved model folder (no config.json)")
+        source = type(components[name]).from_pretrained(str(folder))
+        try:
+            components[name].load_state_dict(source.state_dict(), strict=True)
+        except RuntimeError as error:
+            lines = str(error).splitlines()
+            raise InputError(f"model.init_weights.{name}: {folder} has different layers ({(lines[1] if len(lines) > 1 else lines[0]).strip()[:200]})") from None
+    if cfg.model.components or cfg.model.image_encoder:
+        from tora2.pipelines.components import check_compatible
+
+        check_compatible(components["text_encoder"], components["vae"], components["transformer"],
+                         components.get("personalization"), components.get("image_encoder"))
     if cfg.model.scheduler:
         scheduler = components["scheduler"]
         base = {k: v for k, v in scheduler.config.items() if not k.startswith("_")}

@@ -1,9 +1,12 @@
 """Training curves of the embedded model as a PNG (PIL only; no plotting library is a dependency).
 
-    python scripts/plot_training.py runs/embedded -o docs/training-curves.png
+    python scripts/plot_training.py runs/embedded -o docs/training-curves.png [--json docs/training-curves.json]
+                                    [--vae DIR --encoders DIR --full DIR]
 
-Reads ``vae/losses.json`` (tora2.training.vae) and ``full/losses.json`` (train()); draws each loss
-per step (light) and its moving average over 25 steps (dark), log-scaled y axis, one panel per stage.
+Reads ``vae/losses.json`` (tora2.training.vae), ``encoders/losses.json``
+(tora2.training.pretrain_encoders) and ``full/losses.json`` (train()) under the run folder, or the
+folders given; draws each loss per step (light) and its moving average over 25 steps (dark),
+log-scaled y axis, one panel per stage; ``--json`` also writes the curves' numbers.
 """
 
 from __future__ import annotations
@@ -61,20 +64,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--json", type=Path, default=None, help="also write the curves' numbers here")
+    for stage in ("vae", "encoders", "full"):
+        parser.add_argument(f"--{stage}", type=Path, default=None, help=f"{stage} run folder (default: RUN_DIR/{stage})")
     args = parser.parse_args()
-    panels = []
-    vae = args.run_dir / "vae" / "losses.json"
+    panels, numbers = [], {}
+    folder = lambda stage: getattr(args, stage) or args.run_dir / stage  # noqa: E731
+    vae = folder("vae") / "losses.json"
     if vae.is_file():
-        d = json.loads(vae.read_text())
-        panels.append(("stage 1: VAE reconstruction (pixels in [-1, 1])", np.array(d["step"]),
+        d = numbers["vae"] = json.loads(vae.read_text())
+        panels.append(("stage 1: per-frame VAE reconstruction (plain means, pixels in [-1, 1])", np.array(d["step"]),
                        {"L1": np.array(d["l1"]), "L2": np.array(d["l2"])}))
-    full = args.run_dir / "full" / "losses.json"
+    encoders = folder("encoders") / "losses.json"
+    if encoders.is_file():
+        d = numbers["encoders"] = json.loads(encoders.read_text())
+        panels.append((f"stage 2: encoders, CLIP-style (held-out retrieval top-1 {d['retrieval_before']:.2f} -> "
+                       f"{d['heldout_retrieval_top1'][-1]:.2f})", np.array(d["step"]), {"contrastive": np.array(d["loss"])}))
+    full = folder("full") / "losses.json"
     if full.is_file():
-        d = json.loads(full.read_text())
-        panels.append(("stage 2 (full): transformer + DPE", np.array(d["step"]),
+        d = numbers["full"] = json.loads(full.read_text())
+        panels.append(("stage 3 (full): transformer + DPE", np.array(d["step"]),
                        {"v-prediction": np.array(d["diffusion"]), "contrastive": np.array(d["contrastive"])}))
     if not panels:
-        raise SystemExit(f"error: no losses.json under {args.run_dir}/vae or {args.run_dir}/full; train first")
+        raise SystemExit(f"error: no losses.json under {args.run_dir}/vae, /encoders or /full; train first")
+    if args.json is not None:
+        args.json.write_text(json.dumps(numbers))
     image = Image.new("RGB", (PANEL[0], PANEL[1] * len(panels)), "white")
     draw = ImageDraw.Draw(image)
     for i, (title, steps, series) in enumerate(panels):

@@ -20,7 +20,7 @@ if [[ -z "$RESUME" ]]; then
   "$PY" -m tora2.training.pretrain_encoders configs/train/embedded-encoders.yaml
 fi
 "$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM" ${RESUME:+--resume "$RESUME"}
-"$PY" scripts/plot_training.py runs/embedded -o docs/training-curves.png
+"$PY" scripts/plot_training.py runs/embedded -o docs/training-curves.png --json docs/training-curves.json
 
 if [[ $SHIP == 1 ]]; then
   rm -rf tora2/data/embedded.tmp

@@ -342,7 +342,7 @@ def test_model_components_and_image_encoder_overrides(tmp_path):
         build_components(load_train_config(None, {"model.components": {"unet": str(tmp_path)}}))
     with pytest.raises(InputError, match="not a saved model folder"):
         build_components(load_train_config(None, {"model.components": {"vae": str(tmp_path / "missing")}}))
-    with pytest.raises(InputError, match="model.image_encoder: unknown field\\(s\\) width"):
+    with pytest.raises(InputError, match="model.image_encoder: unknown image_encoder field\\(s\\) width"):
         build_components(load_train_config(None, {"model.image_encoder": {"width": 3}}))
 
 

@@ -96,27 +96,15 @@ def build_components(cfg: TrainConfig) -> dict:
     with them, and ``model.scheduler`` overrides replace the scheduler's fields."""
     components = _load_components(cfg)
     for name, folder in cfg.model.components.items():
-        if components.get(name) is None or name in ("tokenizer", "scheduler"):
-            models = sorted(k for k, v in components.items() if v is not None and k not in ("tokenizer", "scheduler"))
-            raise InputError(f"model.components: {name!r} is not a model of this pipeline; use one of {', '.join(models)}")
-        if not (Path(folder) / "config.json").is_file():
-            raise InputError(f"model.components.{name}: {folder} is not a saved model folder (no config.json)")
-        components[name] = type(components[name]).from_pretrained(str(folder)).eval()
+        components[name] = _saved_model(components, "components", name, folder).eval()
     if cfg.model.image_encoder:
         from tora2.models.encoders import SemanticImageEncoder
 
-        base = {k: v for k, v in components["image_encoder"].config.items() if not k.startswith("_")}
-        unknown = sorted(set(cfg.model.image_encoder) - set(base))
-        if unknown:
-            raise InputError(f"model.image_encoder: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(base))}")
+        config = _config_with(components["image_encoder"], "image_encoder", cfg.model.image_encoder)
         torch.manual_seed(cfg.model.seed)
-        components["image_encoder"] = SemanticImageEncoder(**{**base, **cfg.model.image_encoder})
+        components["image_encoder"] = SemanticImageEncoder(**config)
     for name, folder in cfg.model.init_weights.items():
-        if components.get(name) is None or name in ("tokenizer", "scheduler"):
-            raise InputError(f"model.init_weights: {name!r} is not a model of this pipeline")
-        if not (Path(folder) / "config.json").is_file():
-            raise InputError(f"model.init_weights.{name}: {folder} is not a saved model folder (no config.json)")
-        source = type(components[name]).from_pretrained(str(folder))
+        source = _saved_model(components, "init_weights", name, folder)
         try:
             components[name].load_state_dict(source.state_dict(), strict=True)
         except RuntimeError as error:
@@ -129,25 +117,37 @@ def build_components(cfg: TrainConfig) -> dict:
                          components.get("personalization"), components.get("image_encoder"))
     if cfg.model.scheduler:
         scheduler = components["scheduler"]
-        base = {k: v for k, v in scheduler.config.items() if not k.startswith("_")}
-        unknown = sorted(set(cfg.model.scheduler) - set(base))
-        if unknown:
-            raise InputError(f"model.scheduler: unknown scheduler field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(base))}")
-        components["scheduler"] = type(scheduler).from_config({**base, **cfg.model.scheduler})
+        components["scheduler"] = type(scheduler).from_config(_config_with(scheduler, "scheduler", cfg.model.scheduler))
     if cfg.model.transformer:
         from tora2.models.transformer_tora2 import Tora2Transformer3DModel
 
-        # diffusers drops the fields listed in "_use_default_values" from a config; keep only real fields.
-        base = {k: v for k, v in components["transformer"].config.items() if not k.startswith("_")}
-        unknown = sorted(set(cfg.model.transformer) - set(base))
-        if unknown:
-            raise InputError(f"model.transformer: unknown transformer field(s) {', '.join(unknown)}; see its config.json")
+        config = _config_with(components["transformer"], "transformer", cfg.model.transformer)
         torch.manual_seed(cfg.model.seed)
         try:
-            components["transformer"] = Tora2Transformer3DModel.from_config({**base, **cfg.model.transformer})
+            components["transformer"] = Tora2Transformer3DModel.from_config(config)
         except ValueError as error:
             raise InputError(f"model.transformer {cfg.model.transformer}: {error}") from None
     return components
+
+
+def _config_with(model, part: str, overrides: dict) -> dict:
+    """``model``'s config fields with ``overrides`` applied; unknown fields are a one-line error (``model.<part>``)."""
+    # diffusers drops the fields listed in "_use_default_values" from a config; keep only real fields.
+    base = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise InputError(f"model.{part}: unknown {part} field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(base))}")
+    return {**base, **overrides}
+
+
+def _saved_model(components: dict, option: str, name: str, folder: str):
+    """The model saved in ``folder``, loaded with the class of ``components[name]`` (``model.<option>.<name>``)."""
+    if components.get(name) is None or name in ("tokenizer", "scheduler"):
+        models = sorted(k for k, v in components.items() if v is not None and k not in ("tokenizer", "scheduler"))
+        raise InputError(f"model.{option}: {name!r} is not a model of this pipeline; use one of {', '.join(models)}")
+    if not (Path(folder) / "config.json").is_file():
+        raise InputError(f"model.{option}.{name}: {folder} is not a saved model folder (no config.json)")
+    return type(components[name]).from_pretrained(str(folder))
 
 
 def _load_components(cfg: TrainConfig) -> dict:

@@ -88,3 +88,26 @@ def write_yaml(obj: Any, path: str | Path) -> None:
     """Write a resolved config beside a run's outputs."""
     data = to_dict(obj) if dataclasses.is_dataclass(obj) else obj
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def run_stage(argv: list[str] | None, module: str, example: str, load, train, summary) -> int:
+    """The ``python -m <module> CONFIG [--set key=value ...]`` entry point of a training stage.
+
+    ``load(path, overrides)`` → config (``progress=true`` added), ``train(cfg)`` → result,
+    ``summary(cfg, result)`` → the last line printed. Bad input: one ``error:`` line, exit code 2.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=f"python -m {module} CONFIG [--set key=value ...]")
+    parser.add_argument("config", help=f"training config YAML ({example})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load(args.config, args.overrides + ["progress=true"])
+        result = train(cfg)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary(cfg, result))
+    return 0

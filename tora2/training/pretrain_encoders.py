@@ -277,21 +277,12 @@ def write_encoder_losses(result: EncoderTrainResult, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tora2.training.pretrain_encoders CONFIG [--set key=value ...]``."""
-    import argparse
+    from tora2.configuration import run_stage
 
-    parser = argparse.ArgumentParser(prog="python -m tora2.training.pretrain_encoders", description=main.__doc__)
-    parser.add_argument("config", help="encoder training config YAML (configs/train/embedded-encoders.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override (repeatable)")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_encoder_config(args.config, args.overrides + ["progress=true"])
-        result = train_encoders(cfg)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{cfg.output_dir}: {len(result.steps)} step(s), held-out retrieval top-1 "
-          f"{result.retrieval_before:.3f} → {result.retrieval[-1]:.3f}; pipeline {result.pipeline_dir}")
-    return 0
+    return run_stage(argv, "tora2.training.pretrain_encoders", "configs/train/embedded-encoders.yaml",
+                     load_encoder_config, train_encoders,
+                     lambda cfg, r: f"{cfg.output_dir}: {len(r.steps)} step(s), held-out retrieval top-1 "
+                                    f"{r.retrieval_before:.3f} → {r.retrieval[-1]:.3f}; pipeline {r.pipeline_dir}")
 
 
 if __name__ == "__main__":

@@ -369,21 +369,11 @@ def write_losses(result: VAETrainResult, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tora2.training.vae CONFIG [--set key=value ...]``."""
-    import argparse
+    from tora2.configuration import run_stage
 
-    parser = argparse.ArgumentParser(prog="python -m tora2.training.vae", description=main.__doc__)
-    parser.add_argument("config", help="VAE training config YAML (configs/train/embedded-vae.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override (repeatable)")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_vae_config(args.config, args.overrides + ["progress=true"])
-        result = train_vae(cfg)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{cfg.output_dir}: {len(result.steps)} step(s), final l1 {result.l1[-1]:.4f}, "
-          f"scaling_factor {result.scaling_factor:.4f}; pipeline {result.pipeline_dir}")
-    return 0
+    return run_stage(argv, "tora2.training.vae", "configs/train/embedded-vae.yaml", load_vae_config, train_vae,
+                     lambda cfg, r: f"{cfg.output_dir}: {len(r.steps)} step(s), final l1 {r.l1[-1]:.4f}, "
+                                    f"scaling_factor {r.scaling_factor:.4f}; pipeline {r.pipeline_dir}")
 
 
 if __name__ == "__main__":

@@ -90,6 +90,14 @@ def write_yaml(obj: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def check_positive_ints(cfg, names) -> None:
+    """Each of ``cfg``'s fields ``names`` must be an int ≥ 1; one line naming the first that is not."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
+
+
 def run_stage(argv: list[str] | None, module: str, example: str, load, train, summary) -> int:
     """The ``python -m <module> CONFIG [--set key=value ...]`` entry point of a training stage.
 

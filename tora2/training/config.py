@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tora2.configuration import load_config, parse_override
+from tora2.configuration import check_positive_ints, load_config, parse_override
 from tora2.errors import InputError
 
 STAGES = ("tora2", "finetune", "full")
@@ -123,10 +123,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise InputError(f"stage {cfg.stage!r} is not supported; use one of {', '.join(STAGES)}")
     if cfg.mixed_precision not in MIXED_PRECISION:
         raise InputError(f"mixed_precision {cfg.mixed_precision!r}: use one of {', '.join(MIXED_PRECISION)}")
-    for name in ("max_steps", "batch_size", "gradient_accumulation_steps"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
+    check_positive_ints(cfg, ("max_steps", "batch_size", "gradient_accumulation_steps"))
     if cfg.contrastive_weight < 0:
         raise InputError(f"contrastive_weight must be ≥ 0; got {cfg.contrastive_weight}")
     if cfg.contrastive_ramp_steps < 0:

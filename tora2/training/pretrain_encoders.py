@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tora2.configuration import load_config, parse_override, write_yaml
+from tora2.configuration import check_positive_ints, load_config, parse_override, write_yaml
 from tora2.errors import InputError
 from tora2.training.config import ModelSettings
 
@@ -82,10 +82,7 @@ class EncoderTrainConfig:
 def check_encoder_config(cfg: EncoderTrainConfig) -> None:
     if not isinstance(cfg.loss, EncoderLossConfig):
         return  # from_dict builds the nested sections after; checked again by load_encoder_config
-    for name in ("max_steps", "batch_size", "eval_views"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
+    check_positive_ints(cfg, ("max_steps", "batch_size", "eval_views"))
     if cfg.batch_size < 2:
         raise InputError(f"batch_size is {cfg.batch_size}; a contrastive batch needs at least 2 sprites")
     if cfg.loss.image_weight < 0:

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from einops import rearrange
 
-from tora2.configuration import load_config, parse_override, write_yaml
+from tora2.configuration import check_positive_ints, load_config, parse_override, write_yaml
 from tora2.errors import InputError
 from tora2.training.config import ModelSettings
 
@@ -98,10 +98,7 @@ class VAETrainConfig:
 def check_vae_config(cfg: VAETrainConfig) -> None:
     if not isinstance(cfg.data, VAEDataConfig):
         return  # from_dict builds the nested sections after; checked again by load_vae_config
-    for name in ("max_steps", "batch_size", "scaling_clips"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
+    check_positive_ints(cfg, ("max_steps", "batch_size", "scaling_clips"))
     data = cfg.data
     if data.num_frames < 2:
         raise InputError(f"data.num_frames is {data.num_frames}; a clip needs at least 2 frames (e.g. 9)")

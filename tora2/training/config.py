@@ -12,6 +12,7 @@ from typing import Any
 
 from tora2.configuration import check_positive_ints, load_config, parse_override
 from tora2.errors import InputError
+from tora2.training.optim import OptimConfig, check_optim
 
 STAGES = ("tora2", "finetune", "full")
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -49,17 +50,6 @@ class DataConfig:
     caption_dropout: float = 0.5
     reference_dropout: float = 0.33
     trajectory_dropout: float = 0.33
-
-
-@dataclass
-class OptimConfig:
-    learning_rate: float = 1e-4
-    weight_decay: float = 1e-2
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    warmup_steps: int = 0  # linear warm-up from 0, then constant
-    max_grad_norm: float = 1.0  # 0 = no clipping
 
 
 @dataclass
@@ -124,6 +114,8 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.mixed_precision not in MIXED_PRECISION:
         raise InputError(f"mixed_precision {cfg.mixed_precision!r}: use one of {', '.join(MIXED_PRECISION)}")
     check_positive_ints(cfg, ("max_steps", "batch_size", "gradient_accumulation_steps"))
+    if isinstance(cfg.optim, OptimConfig):
+        check_optim(cfg.optim, cfg.max_steps)
     if cfg.contrastive_weight < 0:
         raise InputError(f"contrastive_weight must be ≥ 0; got {cfg.contrastive_weight}")
     if cfg.contrastive_ramp_steps < 0:

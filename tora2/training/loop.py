@@ -39,6 +39,7 @@ from tora2.training.config import TrainConfig, check_config
 from tora2.training.dataset import BucketBatchSampler, ClipDataset
 from tora2.training.encode import SampleEncoder, collate
 from tora2.training.losses import entity_loss_weights, motion_appearance_contrastive_loss, v_prediction_loss
+from tora2.training.optim import build_optimizer
 
 logger = logging.getLogger("tora2.training")
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
@@ -400,15 +401,7 @@ def train(
         transformer.enable_gradient_checkpointing()
     encoder = SampleEncoder(components, entity_encoder, cfg.data.cache_dir)
 
-    optimizer = torch.optim.AdamW(
-        trainable,
-        lr=cfg.optim.learning_rate,
-        betas=(cfg.optim.beta1, cfg.optim.beta2),
-        eps=cfg.optim.eps,
-        weight_decay=cfg.optim.weight_decay,
-    )
-    warmup = cfg.optim.warmup_steps
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
+    optimizer, lr_scheduler = build_optimizer(trainable, cfg.optim, cfg.max_steps)
     model = TrainingModel(cfg, transformer, personalization, scheduler)
     set_train_mode(model)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)

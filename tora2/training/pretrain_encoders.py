@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from tora2.configuration import check_positive_ints, load_config, parse_override, write_yaml
 from tora2.errors import InputError
 from tora2.training.config import ModelSettings
+from tora2.training.optim import OptimConfig, build_optimizer, check_optim
 
 SCALE_RANGE = (0.55, 1.0)  # sprite's longer side as a fraction of the crop
 MAX_ROTATION = 15.0  # degrees, either way
@@ -51,13 +52,6 @@ MAX_SHIFT = 0.12  # centre shift as a fraction of the crop side
 class EncoderLossConfig:
     image_weight: float = 1.0  # weight of the image–image (view 1 ↔ view 2) term; the image–text term has weight 1
     background_probability: float = 0.5  # share of views drawn over a synthetic background instead of white
-
-
-@dataclass
-class EncoderOptimConfig:
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
 
 
 @dataclass
@@ -73,7 +67,7 @@ class EncoderTrainConfig:
     progress: bool = False
     model: ModelSettings = field(default_factory=ModelSettings)
     loss: EncoderLossConfig = field(default_factory=EncoderLossConfig)
-    optim: EncoderOptimConfig = field(default_factory=EncoderOptimConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(learning_rate=1e-3, warmup_steps=50, max_grad_norm=0.0))
 
     def __post_init__(self) -> None:
         check_encoder_config(self)
@@ -83,6 +77,8 @@ def check_encoder_config(cfg: EncoderTrainConfig) -> None:
     if not isinstance(cfg.loss, EncoderLossConfig):
         return  # from_dict builds the nested sections after; checked again by load_encoder_config
     check_positive_ints(cfg, ("max_steps", "batch_size", "eval_views"))
+    if isinstance(cfg.optim, OptimConfig):
+        check_optim(cfg.optim, cfg.max_steps)
     if cfg.batch_size < 2:
         raise InputError(f"batch_size is {cfg.batch_size}; a contrastive batch needs at least 2 sprites")
     if cfg.loss.image_weight < 0:
@@ -209,10 +205,7 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
     text_encoder.requires_grad_(True)
     text_encoder.train()
     params = list(image_encoder.visual.parameters()) + list(text_encoder.parameters()) + list(head.parameters())
-    optimizer = torch.optim.AdamW([{"params": params}, {"params": [logit_scale], "weight_decay": 0.0}],
-                                  lr=cfg.optim.learning_rate, weight_decay=cfg.optim.weight_decay)
-    warmup = cfg.optim.warmup_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
+    optimizer, schedule = build_optimizer([{"params": params}, {"params": [logit_scale], "weight_decay": 0.0}], cfg.optim, cfg.max_steps)
     clip_loss = ClipLoss()
     result = EncoderTrainResult(output_dir=output_dir)
     result.retrieval_before = retrieval_accuracy(image_encoder, heldout, cfg.eval_views, cfg.seed)
@@ -232,6 +225,8 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
         scale = logit_scale.clamp(max=float(np.log(100.0))).exp()
         loss = clip_loss(first, texts, scale) + cfg.loss.image_weight * clip_loss(first, second, scale)
         loss.backward()
+        if cfg.optim.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.optim.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)

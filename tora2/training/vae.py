@@ -40,6 +40,7 @@ from einops import rearrange
 from tora2.configuration import check_positive_ints, load_config, parse_override, write_yaml
 from tora2.errors import InputError
 from tora2.training.config import ModelSettings
+from tora2.training.optim import OptimConfig, build_optimizer, check_optim
 
 logger = logging.getLogger("tora2.training")
 
@@ -55,14 +56,6 @@ class VAEDataConfig:
     crop_on_sprite: bool = False  # centre each crop near a random sprite (± a quarter crop) instead of anywhere
     window: int = 0  # train on a random run of this many frames (k·t + 1); 0 = the whole clip
     max_entities: int = 3
-
-
-@dataclass
-class VAEOptimConfig:
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 20
-    max_grad_norm: float = 1.0  # 0 = no clipping
 
 
 @dataclass
@@ -88,7 +81,7 @@ class VAETrainConfig:
     progress: bool = False
     model: ModelSettings = field(default_factory=ModelSettings)
     data: VAEDataConfig = field(default_factory=VAEDataConfig)
-    optim: VAEOptimConfig = field(default_factory=VAEOptimConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(learning_rate=1e-3, weight_decay=0.0, warmup_steps=20))
     loss: VAELossConfig = field(default_factory=VAELossConfig)
 
     def __post_init__(self) -> None:
@@ -99,6 +92,8 @@ def check_vae_config(cfg: VAETrainConfig) -> None:
     if not isinstance(cfg.data, VAEDataConfig):
         return  # from_dict builds the nested sections after; checked again by load_vae_config
     check_positive_ints(cfg, ("max_steps", "batch_size", "scaling_clips"))
+    if isinstance(cfg.optim, OptimConfig):
+        check_optim(cfg.optim, cfg.max_steps)
     data = cfg.data
     if data.num_frames < 2:
         raise InputError(f"data.num_frames is {data.num_frames}; a clip needs at least 2 frames (e.g. 9)")
@@ -306,9 +301,7 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     torch.manual_seed(cfg.seed)
     vae.requires_grad_(True)
     vae.train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.optim.learning_rate, weight_decay=cfg.optim.weight_decay)
-    warmup = cfg.optim.warmup_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
+    optimizer, schedule = build_optimizer(vae.parameters(), cfg.optim, cfg.max_steps)
     result = VAETrainResult(output_dir=output_dir)
     progress = None
     if cfg.progress:

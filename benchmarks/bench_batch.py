@@ -44,24 +44,13 @@ def write_inputs(folder: Path, count: int) -> tuple[Path, Path, list[dict]]:
 
 
 def batch_command() -> list[str]:
-    """``tora2 batch`` once cli/main.py registers it; ``python -m cli.batch`` (the same function) until then."""
-    from cli.main import app
-
-    if any(c.name == "batch" for c in app.registered_commands):
-        return [sys.executable, "-m", "cli.main", "batch"]
-    return [sys.executable, "-m", "cli.batch"]
+    """``tora2 batch`` as a process (the console script's module, so no install is needed)."""
+    return [sys.executable, "-m", "cli.main", "batch"]
 
 
 def generate_command() -> str:
-    """``tora2 generate`` as a shell command.
-
-    The component modules are imported first: ``load_pipeline`` does not import them itself, so a
-    fresh ``tora2 generate`` fails on an already-built model folder ("tora2.models.personalization
-    is not one of the libraries Diffusers can load components from"); importing them costs what
-    ``tora2 generate`` would pay anyway.
-    """
-    preload = "import tora2.models.encoders, tora2.models.personalization, tora2.models.transformer_tora2"
-    return f"{sys.executable} -c '{preload}; from cli.main import main; main()' generate"
+    """``tora2 generate`` as a shell command."""
+    return f"{sys.executable} -m cli.main generate"
 
 
 def timed(commands: list[list[str]], env: dict, parallel: bool = False) -> float:

@@ -34,7 +34,7 @@ def prepare(
 ) -> None:
     """Captions, entity masks, tracks and out-of-window reference crops → a training manifest."""
     from entities.tracking import prepare_dataset
-    from tora2.training.prepare import summary_table
+    from tora2.clips.prepare import summary_table
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the report lists each designed fallback once, below

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from typing import Callable, TypeVar
 
@@ -33,9 +34,24 @@ def _one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def progress_default(progress: bool | None) -> bool:
+    """``--progress/--no-progress`` unset: bars only when stderr is a terminal (no escape codes in logs)."""
+    return sys.stderr.isatty() if progress is None else progress
+
+
+def restore_interrupt() -> None:
+    """Ctrl-C stops a command even when it was started with SIGINT ignored (``cmd &`` in a script, nohup)."""
+    try:
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: leave the handler to the caller
+        pass
+
+
 def handle_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        restore_interrupt()
         try:
             return fn(*args, **kwargs)
         except typer.Exit:

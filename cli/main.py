@@ -4,6 +4,8 @@ input, ``TORA2_DEBUG=1`` for the traceback)."""
 
 from __future__ import annotations
 
+import sys
+
 import tora2  # noqa: F401  (applies the torchvision shim before anything imports torchvision)
 import typer
 
@@ -30,9 +32,29 @@ app.add_typer(data.app, name="data")
 app.command("eval")(eval_cli.evaluate)
 
 
-def main() -> None:
-    """Console entry point (``tora2``)."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``tora2``). Usage errors (unknown option, ``--frames abc``) come out in the
+    same one-line ``error:`` form as every other bad input, with exit code 2."""
+    try:  # typer ≥ 0.20 vendors click as typer._click
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="tora2", standalone_mode=False)
+    except click.UsageError as error:
+        where = error.ctx.command_path if error.ctx is not None else "tora2"
+        message = " ".join(error.format_message().split())
+        print(f"error: {message} (see `{where} --help`)", file=sys.stderr)
+        sys.exit(2)
+    except click.ClickException as error:
+        print(f"error: {' '.join(error.format_message().split())}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import typer
 
 from cli.errors import handle_errors
@@ -124,6 +123,8 @@ def render(
     fps: float = FPS,
 ) -> None:
     """Render the joint (or one entity's) flow map with Tora's blur and save it as .npy."""
+    import numpy as np
+
     from tora2.trajectory import render_flow
 
     if output.suffix.lower() != ".npy":

@@ -16,22 +16,6 @@ VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mov", ".mkv")
 FINETUNE_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train" / "finetune.yaml"
 
 
-def entity_encoder(components: dict, detail_size: int | None = None):
-    """Reference crop → EntityTokens with ``entities.encode_entity`` (the CLI's own entity encoding)."""
-    from entities.encode import encode_entity
-    from tora2.specs import EntitySpec
-
-    semantic, face = components.get("image_encoder"), components.get("face_encoder")
-    if semantic is None:
-        raise InputError("the model has no image_encoder to encode entity references; use a model config with an image_encoder section")
-
-    def encode(entity):
-        kind = entity.kind if entity.kind in ("human", "object") else "object"
-        return encode_entity(EntitySpec(text=entity.text, image=entity.reference, kind=kind), semantic, face, detail_size)
-
-    return encode
-
-
 def train(
     config: Path = typer.Argument(..., help="Training config YAML (configs/train/*.yaml)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: --set optim.learning_rate=1e-4 (repeatable)."),
@@ -41,9 +25,11 @@ def train(
     from tora2.training.config import load_train_config
     from tora2.training.loop import build_components, train as run_training
 
+    from entities.encode import sample_entity_encoder
+
     cfg = load_train_config(config, list(set_ or []) + ["progress=true"])
     components = build_components(cfg)
-    result = run_training(cfg, entity_encoder=entity_encoder(components), components=components, resume=resume)
+    result = run_training(cfg, entity_encoder=sample_entity_encoder(components), components=components, resume=resume)
     last = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
     typer.echo(f"{cfg.output_dir}: {len(result.losses)} step(s){last}; pipeline {result.pipeline_dir or '(not saved)'}")
 
@@ -59,7 +45,7 @@ def subject_manifest(subject: Path, text: str, kind: str, work: Path, num_frames
     import numpy as np
     from PIL import Image
 
-    from tora2.training.manifest import ClipRecord, EntityRecord, write_manifest
+    from tora2.clips.manifest import ClipRecord, EntityRecord, write_manifest
 
     if not subject.is_dir():
         raise InputError(f"--subject {subject} is not a folder; give a folder of images or clips of one subject")
@@ -126,8 +112,10 @@ def finetune(
         manifest = subject_manifest(subject, text, kind, work / "data", cfg.data.num_frames, size)
         cfg.data.manifest = str(manifest)
         cfg.data.buckets = [[size, size]]
+        from entities.encode import sample_entity_encoder
+
         components = build_components(cfg)
-        result = run_training(cfg, entity_encoder=entity_encoder(components), components=components)
+        result = run_training(cfg, entity_encoder=sample_entity_encoder(components), components=components)
         output.parent.mkdir(parents=True, exist_ok=True)
         save_lora(result.components["transformer"], output)
     typer.echo(f"{output}: LoRA rank {cfg.lora.rank} after {len(result.losses)} step(s), final loss {result.losses[-1]:.4f}")

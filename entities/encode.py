@@ -97,3 +97,17 @@ def encode_entity(
             EntityWarning, stacklevel=2,
         )
     return EntityTokens(semantic=semantic, identity=detail_tokens(square, semantic_encoder, detail_size, cache), kind="object")
+
+
+def sample_entity_encoder(components: dict, detail_size: int | None = None):
+    """A training sample's reference crop → EntityTokens with :func:`encode_entity` (what
+    ``tora2 generate`` uses), for ``train(entity_encoder=...)``."""
+    semantic, face = components.get("image_encoder"), components.get("face_encoder")
+    if semantic is None:
+        raise InputError("the model has no image_encoder to encode entity references; use a model config with an image_encoder section")
+
+    def encode(entity) -> EntityTokens:
+        kind = entity.kind if entity.kind in ("human", "object") else "object"
+        return encode_entity(EntitySpec(text=entity.text, image=entity.reference, kind=kind), semantic, face, detail_size)
+
+    return encode

@@ -33,6 +33,9 @@ FILES = ("crop.png", "mask.png", "face.png", "entity.json")
 
 @dataclass
 class PreparedEntity:
+    """A reference photo segmented and cropped, with its resolved kind: the step between a request's
+    image and its encoder tokens (saved as an entity directory by ``tora2 entity prepare``)."""
+
     text: str
     kind: str  # "human" | "object"
     crop: Image.Image  # square RGBA, RGB on white, alpha = mask

@@ -18,7 +18,7 @@ Masks, in order: the user's mask file; else SAM (``SamPredictor`` prompted by bo
 checkpoint is given; else OpenCV GrabCut with a warning. The mask's frame is the reference frame:
 the reference crop (RGBA, alpha = mask) is cut there and saved under ``references/`` next to the
 manifest, and the training window is chosen away from it (``choose_window``), against copy-paste.
-Tracks come from ``tora2.training.prepare.track_mask`` (DIS optical flow, template re-locking).
+Tracks come from ``tora2.clips.prepare.track_mask`` (DIS optical flow, template re-locking).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from entities.segment import (
 from entities.sheet import save_image_atomic
 from tora2.errors import InputError
 from tora2.specs import KINDS
-from tora2.training.manifest import ClipRecord, EntityRecord, write_manifest
-from tora2.training.prepare import (
+from tora2.clips.manifest import ClipRecord, EntityRecord, write_manifest
+from tora2.clips.prepare import (
     ClipDropped,
     PrepareReport,
     choose_window,

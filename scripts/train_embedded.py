@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 
 import tora2  # noqa: F401  (the torchvision shim, before diffusers)
-from cli.train import entity_encoder as cli_entity_encoder
+from entities.encode import sample_entity_encoder
 from tora2.errors import InputError
 from tora2.synthetic import SyntheticClipDataset
 from tora2.synthetic.curriculum import CurriculumDataset, parse_curriculum
@@ -30,7 +30,7 @@ from tora2.training.loop import build_components, train
 
 def mixed_entity_encoder(components: dict):
     """Clip-keyed choice between the two entity encoders (deterministic: a CRC of the entity's text and path)."""
-    encoders = (pipeline_entity_encoder(components), cli_entity_encoder(components))
+    encoders = (pipeline_entity_encoder(components), sample_entity_encoder(components))
 
     def encode(entity):
         key = zlib.crc32(f"{entity.text}:{entity.points.tobytes().hex()[:64]}".encode())
@@ -40,42 +40,22 @@ def mixed_entity_encoder(components: dict):
 
 
 def precompute_cache(cfg, components: dict, dataset, entity_encoder, batch_size: int = 16) -> None:
-    """Fill ``data.cache_dir`` before training, running the VAE on ``batch_size`` clips at a time.
+    """Fill ``data.cache_dir`` before training, ``batch_size`` clips per VAE call.
 
-    ``SampleEncoder`` encodes one clip per VAE call, and on CPU the CogVideoX VAE's cost is mostly
-    per call (8 clips cost ~1.3× one), so the frozen encodings are computed here in batches and
-    handed to ``SampleEncoder.encode`` per clip; it assembles and caches exactly what ``train()``
-    reads back (same encoder id, same keys).
+    On CPU the CogVideoX VAE's cost is mostly per call (8 clips cost ~1.3× one), so the clips are
+    encoded in batches by ``SampleEncoder.encode_and_store``: exactly what ``train()`` reads back
+    (same encoder id, same keys, the pipeline's conditioning recipe).
     """
-    import numpy as np
-    import torch
     from tqdm import tqdm
 
-    from tora2.pipelines import conditioning
-    from tora2.training import encode as encode_module
+    from tora2.training.encode import SampleEncoder
 
-    encoder = encode_module.SampleEncoder(components, entity_encoder, cfg.data.cache_dir, keep_in_memory=False)
-    vae = components["vae"]
+    encoder = SampleEncoder(components, entity_encoder, cfg.data.cache_dir, keep_in_memory=False)
     todo = [i for i in range(len(dataset)) if not encoder.cache_path(dataset[i]["key"]).is_file()]
     bar = tqdm(total=len(todo), desc="encoding clips", unit="clip")
     for start in range(0, len(todo), batch_size):
         samples = [dataset[i] for i in todo[start : start + batch_size]]
-        height, width = samples[0]["video"].shape[-2:]
-        with torch.no_grad():
-            latents = conditioning.encode_video(vae, torch.stack([s["video"] for s in samples]))  # (B, Fl, C, h, w)
-            paths = [[np.asarray(e.points, dtype=np.float64) for e in s["entities"]] for s in samples]
-            masks = [[np.asarray(e.visible, dtype=bool) for e in s["entities"]] for s in samples]
-            flows = conditioning.flow_latents(vae, paths, masks, height, width)  # (B, Fl, C, h, w)
-        by_video = {s["video"].data_ptr(): latents[b : b + 1] for b, s in enumerate(samples)}
-        by_paths = {np.stack(p).tobytes(): flows[b : b + 1] for b, p in enumerate(paths)}
-        # SampleEncoder.encode calls these two module-level functions once per clip: answer from the batch.
-        encode_module.encode_video = lambda _vae, video, *a, **k: by_video[video.data_ptr()]
-        encode_module.flow_latents = lambda _vae, tracks, *a, **k: by_paths[np.stack(tracks[0]).tobytes()]
-        try:
-            for sample in samples:
-                encoder(sample)
-        finally:
-            encode_module.encode_video, encode_module.flow_latents = conditioning.encode_video, conditioning.flow_latents
+        encoder.encode_and_store(samples)
         bar.update(len(samples))
     bar.close()
 

@@ -9,10 +9,15 @@ build whose C++ extension fails to load. torchvision then registers fake kernels
 Defining the two schemas before the first torchvision import lets the import succeed. The C++
 kernels are still missing, so calling ``torchvision.ops.nms`` or ``roi_align`` raises; tora2
 never calls them (SAM is used through ``SamPredictor``, which does not need them).
+
+``import tora2`` only installs a finder that applies the fix when something first looks torchvision
+up, so that commands which never touch a model (``tora2 --help``, ``tora2 track validate``) do not
+pay for importing torch.
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import sys
 
@@ -57,4 +62,21 @@ def apply() -> None:
         _library.define(schema)
 
 
-apply()
+class _BeforeTorchvision(importlib.abc.MetaPathFinder):
+    """Runs :func:`apply` the first time ``torchvision`` is looked up, then steps aside."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision" or name.startswith("torchvision."):
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            apply()
+        return None  # the normal finders import it
+
+
+def install() -> None:
+    if "torchvision" in sys.modules or any(isinstance(f, _BeforeTorchvision) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _BeforeTorchvision())
+
+
+install()

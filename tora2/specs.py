@@ -31,7 +31,8 @@ class EntityTokens:
 
 @dataclass
 class EntitySpec:
-    """One entity of a generation request.
+    """One entity as the pipeline consumes it (the model's input, after ``entities`` prepared and
+    encoded the user's ``tora2.requests.EntityRequest``).
 
     text:       the entity phrase, ideally words that appear in the prompt ("a ginger cat").
     image:      reference appearance: a prepared crop (PIL image or (H, W, 3|4) uint8 array), RGBA
@@ -51,3 +52,15 @@ class EntitySpec:
     face: Any = None
     tokens: EntityTokens | None = None
     meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class EntitySample:
+    """One entity of a training sample: a crop array and the path on the training clip's frames
+    (datasets and the synthetic generator make these; training encodes them like an ``EntitySpec``)."""
+
+    text: str
+    kind: str
+    reference: np.ndarray | None  # (h, w, 3|4) uint8 crop; None = no reference
+    points: np.ndarray  # (F, 2) float32 pixels of the bucket
+    visible: np.ndarray  # (F,) bool

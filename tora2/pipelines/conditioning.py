@@ -25,6 +25,7 @@ from einops import rearrange
 
 from tora2.errors import InputError
 from tora2.pipelines.components import vae_compression
+from tora2.pipelines.model_info import check_size
 from tora2.specs import EntitySpec
 from tora2.trajectory import flow_to_rgb, latent_positions, render_flow
 
@@ -119,24 +120,9 @@ def phrase_token_embeds(
 
 # ------------------------------------------------------------------------------------------ flow
 def check_frame_size(vae, patch_size: int, num_frames: int, height: int, width: int) -> None:
-    """Frames 8k+1 and sizes multiples of 8·patch_size (CogVideoX's VAE); one line naming the fix."""
+    """Frames 2·temporal·k+1 and sizes multiples of spatial·patch_size for this VAE (see model_info.check_size)."""
     temporal, spatial = vae_compression(vae)
-    # CogVideoX's VAE decodes latent frames in pairs after a leading odd one: only an odd latent
-    # count (num_frames = 2·temporal·k + 1, i.e. 8k+1 for 4×) decodes back to num_frames frames.
-    step = 2 * temporal
-    if num_frames < 1 or (num_frames - 1) % step:
-        below = (num_frames - 1) // step * step + 1
-        raise InputError(
-            f"num_frames {num_frames} cannot be produced: it must be {step}k+1 (temporal compression {temporal}, "
-            f"odd latent frame count), e.g. {max(1, below)} or {below + step}"
-        )
-    multiple = spatial * patch_size
-    for name, value in (("height", height), ("width", width)):
-        if value < multiple or value % multiple:
-            raise InputError(
-                f"{name} {value} cannot be produced: it must be a positive multiple of {multiple} "
-                f"({spatial}× VAE × patch size {patch_size}), e.g. {max(multiple, value // multiple * multiple)}"
-            )
+    check_size(temporal, spatial, patch_size, num_frames, height, width)
 
 
 def num_latent_frames(vae, num_frames: int) -> int:
@@ -212,7 +198,7 @@ def _check_entity(entity: EntitySpec, index: int, num_frames: int) -> None:
 
 
 @torch.no_grad()
-def entity_conditions(
+def frozen_entity_inputs(
     entities: Sequence[Sequence[EntitySpec]],
     prompts: Sequence[str],
     prompt_embeds: torch.Tensor,
@@ -225,17 +211,21 @@ def entity_conditions(
     height: int,
     width: int,
     max_phrase_tokens: int = DEFAULT_MAX_PHRASE_TOKENS,
+    trim_phrases: bool = True,
     generator: torch.Generator | None = None,
     sample_mode: str = "mode",
 ) -> dict[str, torch.Tensor | None]:
-    """Per sample, its entities → the transformer's conditioning inputs (padded to E = max count).
+    """The frozen half of the per-entity conditioning (no trainable module runs; training caches it).
 
-    entities: B lists of EntitySpec (``.tokens`` set for a reference, else no reference); prompts: B
-    prompts whose encodings are ``prompt_embeds`` (B, L, D). Returns ``video_flow`` (B, Fl, C, h, w)
-    or None when there is no entity, and — when any sample has an entity — entity_positions
-    (B, E, Fl, 2) in [0, 1], entity_visible (B, E, Fl), entity_personalization (B, E, Q, De) or None,
-    entity_personalization_valid (B, E), entity_text_embeds (B, E, Lc, D), entity_text_mask (B, E, Lc),
-    entity_mask (B, E). An entity without a trajectory sits at the centre, invisible.
+    entities: B lists of EntitySpec (``.tokens`` set for a reference); prompts: B prompts whose
+    encodings are ``prompt_embeds`` (B, L, D). Returns ``video_flow`` (B, Fl, C, h, w) or None when
+    there is no entity, and — when any sample has an entity, padded to E = the largest count —
+    entity_positions (B, E, Fl, 2) in [0, 1] (an entity without a path sits at the centre,
+    invisible), entity_visible (B, E, Fl), entity_text_embeds (B, E, Lc, D) and entity_text_mask
+    (B, E, Lc) (Lc = the longest phrase, or ``max_phrase_tokens`` with ``trim_phrases=False``),
+    entity_mask (B, E), and the reference tokens stacked for the extractor by
+    ``PersonalizationExtractor.stack_tokens`` (tokens_semantic, tokens_object, tokens_face,
+    tokens_is_human, tokens_valid; absent without ``personalization``).
     """
     batch = len(entities)
     if len(prompts) != batch or prompt_embeds.shape[0] != batch:
@@ -247,27 +237,26 @@ def entity_conditions(
         for i, entity in enumerate(sample):
             _check_entity(entity, i, num_frames)
 
-    # 1. Joint flow per sample (samples without any path get the zero flow).
+    # 1. Joint flow per sample, the samples with a path in one VAE call (the others: the zero flow).
     paths = [[np.asarray(e.trajectory, dtype=np.float64) for e in sample if e.trajectory is not None] for sample in entities]
     video_flow = None
-    if any(paths):
+    num_entities = max((len(s) for s in entities), default=0)
+    if any(paths) or num_entities:
         masks = [
             [np.ones(num_frames, bool) if e.visible is None else np.asarray(e.visible, bool) for e in sample if e.trajectory is not None]
             for sample in entities
         ]
-        rows = []
-        for b in range(batch):
-            if paths[b]:
-                rows.append(flow_latents(vae, [paths[b]], [masks[b]], height, width, generator, sample_mode))
-            else:
-                rows.append(null_flow_latents(vae, num_frames, height, width))
-        video_flow = torch.cat(rows)  # (B, Fl, C, h, w)
+        with_path = [b for b in range(batch) if paths[b]]
+        rows = null_flow_latents(vae, num_frames, height, width, batch)  # (B, Fl, C, h, w)
+        if with_path:
+            flows = flow_latents(vae, [paths[b] for b in with_path], [masks[b] for b in with_path], height, width,
+                                 generator, sample_mode)
+            rows = rows.to(flows.dtype)
+            rows[with_path] = flows
+        video_flow = rows
     out: dict[str, torch.Tensor | None] = {"video_flow": video_flow}
-    num_entities = max((len(s) for s in entities), default=0)
     if num_entities == 0:
         return out
-    if video_flow is None:  # entities but no path anywhere: their motion tokens read the zero flow
-        out["video_flow"] = null_flow_latents(vae, num_frames, height, width, batch)
 
     # 2. Positions and visibility per latent frame.
     device, dim = prompt_embeds.device, prompt_embeds.shape[-1]
@@ -292,27 +281,76 @@ def entity_conditions(
             text[b, i], text_mask[b, i] = phrase_token_embeds(
                 tokenizer, prompt_embeds[b], prompts[b], entity.text, max_phrase_tokens, text_encoder
             )
-    lc = max(1, int(text_mask.sum(-1).max()))
-    text, text_mask = text[:, :, :lc], text_mask[:, :, :lc]  # (B, E, Lc, D)
-
-    # 4. Personalization p_i from the frozen-encoder tokens (entities without tokens: invalid, zeros).
-    p = None
-    p_valid = torch.zeros(batch, num_entities, dtype=torch.bool)
-    if personalization is not None:
-        tokens = [(b, i, e.tokens) for b, s in enumerate(entities) for i, e in enumerate(s) if e.tokens is not None]
-        if tokens:
-            encoded = personalization.encode([t for _, _, t in tokens])  # (n, Q, De)
-            p = encoded.new_zeros(batch, num_entities, *encoded.shape[1:])  # (B, E, Q, De)
-            for row, (b, i, _) in enumerate(tokens):
-                p[b, i] = encoded[row]
-                p_valid[b, i] = True
+    if trim_phrases:
+        lc = max(1, int(text_mask.sum(-1).max()))
+        text, text_mask = text[:, :, :lc], text_mask[:, :, :lc]  # (B, E, Lc, D)
     out.update(
         entity_positions=torch.from_numpy(positions).to(device),
         entity_visible=torch.from_numpy(visible).to(device),
-        entity_personalization=None if p is None else p.to(device),
-        entity_personalization_valid=p_valid.to(device),
         entity_text_embeds=text,
         entity_text_mask=text_mask,
         entity_mask=entity_mask.to(device),
     )
+
+    # 4. Reference tokens, stacked (B·E rows; entities without tokens are invalid zero rows).
+    if personalization is not None:
+        flat = [e.tokens if i < len(s) else None for s in entities for i, e in enumerate(list(s) + [None] * (num_entities - len(s)))]
+        stacks = personalization.stack_tokens(flat)
+        for key, value in stacks.items():
+            out[f"tokens_{key}"] = value.reshape(batch, num_entities, *value.shape[1:])  # (B, E, ...)
+    return out
+
+
+def personalization_tokens(personalization, inputs: dict) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """p_i (B, E, Q, De) and its validity (B, E) from ``frozen_entity_inputs``' token stacks; the one
+    place where training (with gradient into the extractor) and sampling run the extractor."""
+    valid = inputs["tokens_valid"]
+    if personalization is None or not valid.any():
+        return None, valid
+    size, count = valid.shape
+    flat = lambda x: x.reshape(size * count, *x.shape[2:]).to(personalization.device)  # noqa: E731  (B·E, ...)
+    p = personalization(
+        flat(inputs["tokens_semantic"]).to(personalization.dtype),
+        flat(inputs["tokens_object"]).to(personalization.dtype),
+        flat(inputs["tokens_face"]).to(personalization.dtype),
+        flat(inputs["tokens_is_human"]),
+    )  # (B·E, Q, De)
+    p = p * flat(valid)[:, None, None].to(p.dtype)  # entities without a reference: zeros
+    return p.reshape(size, count, *p.shape[1:]), valid  # (B, E, Q, De)
+
+
+@torch.no_grad()
+def entity_conditions(
+    entities: Sequence[Sequence[EntitySpec]],
+    prompts: Sequence[str],
+    prompt_embeds: torch.Tensor,
+    tokenizer,
+    text_encoder,
+    vae,
+    personalization=None,
+    *,
+    num_frames: int,
+    height: int,
+    width: int,
+    max_phrase_tokens: int = DEFAULT_MAX_PHRASE_TOKENS,
+    generator: torch.Generator | None = None,
+    sample_mode: str = "mode",
+) -> dict[str, torch.Tensor | None]:
+    """Per sample, its entities → the transformer's conditioning inputs: :func:`frozen_entity_inputs`
+    plus entity_personalization (B, E, Q, De) or None and entity_personalization_valid (B, E) from
+    :func:`personalization_tokens`."""
+    frozen = frozen_entity_inputs(
+        entities, prompts, prompt_embeds, tokenizer, text_encoder, vae, personalization,
+        num_frames=num_frames, height=height, width=width, max_phrase_tokens=max_phrase_tokens,
+        generator=generator, sample_mode=sample_mode,
+    )
+    out = {k: v for k, v in frozen.items() if not k.startswith("tokens_")}
+    if "entity_mask" not in out:
+        return out
+    device = prompt_embeds.device
+    if personalization is None:
+        p, valid = None, torch.zeros_like(out["entity_mask"])
+    else:
+        p, valid = personalization_tokens(personalization, frozen)
+    out.update(entity_personalization=None if p is None else p.to(device), entity_personalization_valid=valid.to(device))
     return out

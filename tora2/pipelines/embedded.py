@@ -92,6 +92,10 @@ def resolve_model(model: str | os.PathLike | None = None) -> tuple[Path, str]:
 
 def load_pipeline(model: str | os.PathLike | None = None, torch_dtype=None):
     """Tora2Pipeline.from_pretrained of ``resolve_model(model)``; returns (pipeline, model id)."""
+    # The component classes must be imported before from_pretrained can name them.
+    import tora2.models.encoders  # noqa: F401
+    import tora2.models.personalization  # noqa: F401
+    import tora2.models.transformer_tora2  # noqa: F401
     from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
 
     path, model_id = resolve_model(model)

@@ -30,7 +30,8 @@ MIN_SIZE = 8  # pixels: below this a sprite is unrecognisable
 
 @dataclass
 class SyntheticEntity:
-    """One entity of a synthetic clip with its exact ground truth.
+    """One entity of a synthetic clip with its exact ground truth (sprite, path, size, angle per
+    frame): what the clip generator and the evaluation score against; training sees it as an ``EntitySample``.
 
     points:  (F, 2) float64 pixel centre of the sprite per frame.
     visible: (F,) bool (the centre is always inside the frame here; the field keeps the manifest's shape).

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from tora2.errors import InputError
+from tora2.specs import EntitySample
 from tora2.synthetic.clips import SyntheticEntity, check_size, synthesize_clip
 from tora2.synthetic.sprites import check_split, load_sprites
 
@@ -77,8 +78,6 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
                                self.background_kinds)
 
     def __getitem__(self, index: int) -> dict:
-        from tora2.training.dataset import EntitySample
-
         frames, caption, entities = self.clip(index)
         video = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (F, 3, H, W)
         samples = [EntitySample(e.text, "object", np.array(e.sprite.image), e.points.astype(np.float32), e.visible.copy())

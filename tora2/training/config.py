@@ -42,7 +42,7 @@ class ModelSettings:
 
 @dataclass
 class DataConfig:
-    manifest: str | None = None  # JSONL clip manifest (tora2.training.manifest); None: pass a dataset to train()
+    manifest: str | None = None  # JSONL clip manifest (tora2.clips.manifest); None: pass a dataset to train()
     num_frames: int = 9  # pixel frames per sample: 4k + 1 for the CogVideoX VAE
     frame_stride: int = 1
     buckets: list = field(default_factory=lambda: [[128, 128]])  # (height, width) pairs, multiples of 16

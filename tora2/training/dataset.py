@@ -26,16 +26,8 @@ import torch
 from PIL import Image
 
 from tora2.errors import InputError
-from tora2.training.manifest import ClipRecord
-
-
-@dataclass
-class EntitySample:
-    text: str
-    kind: str
-    reference: np.ndarray | None  # (h, w, 3|4) uint8 crop; None = no reference
-    points: np.ndarray  # (F, 2) float32 pixels of the bucket
-    visible: np.ndarray  # (F,) bool
+from tora2.clips.manifest import ClipRecord
+from tora2.specs import EntitySample
 
 
 def read_video(path: Path, start: int, count: int, stride: int = 1) -> np.ndarray:

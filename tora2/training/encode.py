@@ -1,8 +1,10 @@
 """Frozen encoders, run once per clip: VAE latents, text embeddings, flow latents, entity tokens.
 
-The conditioning is computed by ``tora2.pipelines.conditioning`` — the same functions the pipeline
-uses — so training and inference condition identically. Only the trainable parts (the
-PersonalizationExtractor and the transformer) run in the training step.
+The conditioning is the pipeline's own recipe: ``conditioning.frozen_entity_inputs`` (flow, positions,
+phrase tokens, reference tokens stacked by ``PersonalizationExtractor.stack_tokens``) here, cached,
+and ``conditioning.personalization_tokens`` in the training step — the same two functions
+``Tora2Pipeline`` runs, so training and inference cannot condition differently. Only the trainable
+parts (the PersonalizationExtractor and the transformer) run in the training step.
 
 An encoded sample is a flat dict of tensors (saved as one safetensors file per clip in the cache):
 
@@ -30,18 +32,14 @@ from safetensors.torch import load_file, save_file
 
 from tora2.errors import InputError
 from tora2.io import atomic_output
-from tora2.pipelines.components import vae_compression
 from tora2.pipelines.conditioning import (
     DEFAULT_MAX_PHRASE_TOKENS,
     encode_prompt,
     encode_video,
-    flow_latents,
+    frozen_entity_inputs,
     null_flow_latents,
-    num_latent_frames,
-    phrase_token_embeds,
 )
-from tora2.specs import EntityTokens
-from tora2.trajectory import latent_positions
+from tora2.specs import EntitySpec, EntityTokens
 
 EntityEncoder = Callable[[object], EntityTokens]
 
@@ -73,6 +71,7 @@ class SampleEncoder:
         transformer = components["transformer"]
         self.max_sequence_length = int(transformer.config.max_text_seq_length)
         personalization = components.get("personalization")
+        self.personalization = personalization  # only its config is read here (stack_tokens)
         self.semantic_dim = personalization.config.semantic_dim if personalization is not None else 1
         self.object_dim = personalization.config.object_dim if personalization is not None else 1
         self.face_dim = personalization.config.face_dim if personalization is not None else 1
@@ -127,88 +126,95 @@ class SampleEncoder:
         path = self.cache_path(key)
         if path is not None and path.is_file():
             encoded = load_file(str(path))
-        else:
-            encoded = self.encode(sample)
+            if self.keep_in_memory:
+                self._memory[key] = encoded
+            return encoded
+        return self.encode_and_store([sample])[0]
+
+    def encode_and_store(self, samples: list[dict]) -> list[dict[str, torch.Tensor]]:
+        """Encode ``samples`` together (:meth:`encode_many`) and keep each in the disk cache and memory."""
+        encoded = self.encode_many(samples)
+        for sample, item in zip(samples, encoded):
+            key = str(sample["key"])
+            path = self.cache_path(key)
             if path is not None:
                 with atomic_output(path, suffix=".tmp") as tmp:
-                    save_file({k: v.contiguous() for k, v in encoded.items()}, str(tmp), metadata={"key": json.dumps(key)})
-        if self.keep_in_memory:
-            self._memory[key] = encoded
+                    save_file({k: v.contiguous() for k, v in item.items()}, str(tmp), metadata={"key": json.dumps(key)})
+            if self.keep_in_memory:
+                self._memory[key] = item
         return encoded
 
-    @torch.no_grad()
-    def encode(self, sample: dict) -> dict[str, torch.Tensor]:
-        video = sample["video"]  # (F, 3, H, W)
-        if video.ndim != 4 or video.shape[1] != 3:
-            raise InputError(f"sample {sample['key']!r}: video must be (F, 3, H, W) in [-1, 1]; got {tuple(video.shape)}")
-        num_frames, _, height, width = video.shape
-        latents = encode_video(self.vae, video[None])[0]  # (Fl, C, h, w)
-        caption = sample["caption"]
-        prompt_embeds = encode_prompt(self.tokenizer, self.text_encoder, [caption], self.max_sequence_length)[0][0]  # (L, D)
-        entities = list(sample.get("entities", []))
-        frames_latent = num_latent_frames(self.vae, num_frames)
-        temporal, _ = vae_compression(self.vae)
-        count = len(entities)
-        positions = torch.full((count, frames_latent, 2), 0.5)
-        visible = torch.zeros(count, frames_latent, dtype=torch.bool)
-        text = torch.zeros(count, self.max_phrase_tokens, prompt_embeds.shape[-1])
-        text_mask = torch.zeros(count, self.max_phrase_tokens, dtype=torch.bool)
-        has_reference = torch.zeros(count, dtype=torch.bool)
-        is_human = torch.zeros(count, dtype=torch.bool)
-        semantic, objects, faces = [], [], []
-        paths, masks = [], []
-        for i, entity in enumerate(entities):
-            points = np.asarray(entity.points, dtype=np.float64)
-            vis = np.asarray(entity.visible, dtype=bool)
-            if points.shape != (num_frames, 2) or vis.shape != (num_frames,):
-                raise InputError(
-                    f"sample {sample['key']!r} entity {i}: points {points.shape} / visible {vis.shape} must be "
-                    f"({num_frames}, 2) / ({num_frames},), one per frame"
-                )
-            paths.append(points)
-            masks.append(vis)
-            pos, vis_latent = latent_positions(points, vis, frames_latent, temporal, height=height, width=width)
-            positions[i], visible[i] = torch.from_numpy(pos), torch.from_numpy(vis_latent)
-            text[i], text_mask[i] = phrase_token_embeds(
-                self.tokenizer, prompt_embeds, caption, entity.text, self.max_phrase_tokens, self.text_encoder
+    def entity_spec(self, sample: dict, index: int, entity, num_frames: int) -> EntitySpec:
+        """A training sample's entity as the pipeline's ``EntitySpec``, its reference encoded to tokens."""
+        points = np.asarray(entity.points, dtype=np.float64)
+        vis = np.asarray(entity.visible, dtype=bool)
+        if points.shape != (num_frames, 2) or vis.shape != (num_frames,):
+            raise InputError(
+                f"sample {sample['key']!r} entity {index}: points {points.shape} / visible {vis.shape} must be "
+                f"({num_frames}, 2) / ({num_frames},), one per frame"
             )
-            tokens = getattr(entity, "tokens", None)
-            if tokens is None and getattr(entity, "reference", None) is not None:
-                if self.entity_encoder is None:
-                    raise InputError(
-                        f"sample {sample['key']!r} entity {i} has a reference image but no entity encoder was given; "
-                        "pass entity_encoder= to train() (cli.train.entity_encoder builds one)"
-                    )
-                tokens = self.entity_encoder(entity)
-            semantic.append(tokens.semantic if tokens is not None else None)
-            if tokens is not None:
-                has_reference[i] = True
-                human = tokens.kind == "human" and tuple(tokens.identity.shape) == (1, self.face_dim)
-                is_human[i] = human
-                faces.append(tokens.identity if human else None)
-                objects.append(None if human else tokens.identity)
-            else:
-                faces.append(None)
-                objects.append(None)
-        encoded = {
-            "latents": latents.float(),
-            "prompt_embeds": prompt_embeds.float(),
-            "null_flow": self.null_flow(num_frames, height, width).float(),
-            "positions": positions,
-            "visible": visible,
-            "text": text,
-            "text_mask": text_mask,
-            "has_reference": has_reference,
-            "is_human": is_human,
-            "semantic": _stack(semantic, (1, self.semantic_dim)),
-            "object": _stack(objects, (1, self.object_dim)),
-            "face": _stack(faces, (1, self.face_dim)),
+        tokens = getattr(entity, "tokens", None)
+        if tokens is None and getattr(entity, "reference", None) is not None:
+            if self.entity_encoder is None:
+                raise InputError(
+                    f"sample {sample['key']!r} entity {index} has a reference image but no entity encoder was given; "
+                    "pass entity_encoder= to train() (entities.encode.sample_entity_encoder builds one)"
+                )
+            tokens = self.entity_encoder(entity)
+        return EntitySpec(entity.text, trajectory=points, visible=vis, kind=entity.kind, tokens=tokens)
+
+    @torch.no_grad()
+    def encode_many(self, samples: list[dict]) -> list[dict[str, torch.Tensor]]:
+        """Clips of one size → their cached tensors (module docstring), with the inference recipe
+        (``frozen_entity_inputs``) and one VAE call for the videos and one for the flows."""
+        for sample in samples:
+            video = sample["video"]
+            if video.ndim != 4 or video.shape[1] != 3:
+                raise InputError(f"sample {sample['key']!r}: video must be (F, 3, H, W) in [-1, 1]; got {tuple(video.shape)}")
+        shapes = {tuple(s["video"].shape) for s in samples}
+        if len(shapes) > 1:
+            return [item for s in samples for item in self.encode_many([s])]
+        num_frames, _, height, width = samples[0]["video"].shape
+        latents = encode_video(self.vae, torch.stack([s["video"] for s in samples]))  # (B, Fl, C, h, w)
+        captions = [s["caption"] for s in samples]
+        prompt_embeds = encode_prompt(self.tokenizer, self.text_encoder, captions, self.max_sequence_length)[0]  # (B, L, D)
+        specs = [[self.entity_spec(s, i, e, num_frames) for i, e in enumerate(s.get("entities", []))] for s in samples]
+        frozen = frozen_entity_inputs(
+            specs, captions, prompt_embeds, self.tokenizer, self.text_encoder, self.vae, self.personalization,
+            num_frames=num_frames, height=height, width=width, max_phrase_tokens=self.max_phrase_tokens, trim_phrases=False,
+        )
+        null_flow = self.null_flow(num_frames, height, width).float()
+        frames_latent, dim = latents.shape[1], prompt_embeds.shape[-1]
+        empty = {  # a clip without entities: E = 0 rows
+            "positions": torch.zeros(0, frames_latent, 2), "visible": torch.zeros(0, frames_latent, dtype=torch.bool),
+            "text": torch.zeros(0, self.max_phrase_tokens, dim), "text_mask": torch.zeros(0, self.max_phrase_tokens, dtype=torch.bool),
+            "has_reference": torch.zeros(0, dtype=torch.bool), "is_human": torch.zeros(0, dtype=torch.bool),
+            "semantic": torch.zeros(0, 1, self.semantic_dim), "object": torch.zeros(0, 1, self.object_dim),
+            "face": torch.zeros(0, 1, self.face_dim),
         }
-        if paths:
-            encoded["flow"] = flow_latents(self.vae, [paths], [masks], height, width)[0].float()
-        else:
-            encoded["flow"] = encoded["null_flow"]
-        return encoded
+        names = {"positions": "entity_positions", "visible": "entity_visible", "text": "entity_text_embeds",
+                 "text_mask": "entity_text_mask", "has_reference": "tokens_valid", "is_human": "tokens_is_human",
+                 "semantic": "tokens_semantic", "object": "tokens_object", "face": "tokens_face"}
+        out = []
+        for b, entities in enumerate(specs):
+            count = len(entities)
+            item = {
+                "latents": latents[b].float(),
+                "prompt_embeds": prompt_embeds[b].float(),
+                "null_flow": null_flow,
+                "flow": frozen["video_flow"][b].float() if count else null_flow,
+            }
+            for key, name in names.items():
+                value = frozen.get(name)
+                if count and value is not None:
+                    value = value[b, :count]
+                    item[key] = value.float() if value.is_floating_point() else value
+                elif count:  # no personalization module: no reference tokens
+                    item[key] = torch.zeros(count, *empty[key].shape[1:], dtype=empty[key].dtype)
+                else:
+                    item[key] = empty[key]
+            out.append(item)
+        return out
 
 
 def pipeline_entity_encoder(components: dict) -> EntityEncoder:
@@ -227,19 +233,6 @@ def pipeline_entity_encoder(components: dict) -> EntityEncoder:
             return pipe.encode_entity_images([spec])[0].tokens
 
     return encode
-
-
-def _stack(rows: list, fallback_shape: tuple[int, int]) -> torch.Tensor:
-    """Stack per-entity (n, C) tensors into (E, n, C); missing rows are zeros shaped like the others."""
-    present = [r for r in rows if r is not None]
-    shape = tuple(present[0].shape) if present else fallback_shape
-    out = torch.zeros(len(rows), *shape)
-    for i, row in enumerate(rows):
-        if row is not None:
-            if tuple(row.shape) != shape:
-                raise InputError(f"entity token shapes differ within a clip: {tuple(row.shape)} vs {shape}; use one encoder")
-            out[i] = row.float()
-    return out
 
 
 def collate(encoded: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -35,6 +35,7 @@ import torch
 from tora2.configuration import write_yaml
 from tora2.errors import InputError, Tora2Error
 from tora2.io import write_json_atomic
+from tora2.pipelines import conditioning
 from tora2.training.config import TrainConfig, check_config
 from tora2.training.dataset import BucketBatchSampler, ClipDataset
 from tora2.training.encode import SampleEncoder, collate
@@ -221,7 +222,7 @@ def make_dataset(cfg: TrainConfig, dataset):
         return dataset
     if cfg.data.manifest is None:
         raise InputError("no training data: set data.manifest to a JSONL manifest or pass a dataset to train()")
-    from tora2.training.manifest import read_manifest
+    from tora2.clips.manifest import read_manifest
 
     clips = read_manifest(cfg.data.manifest)
     return ClipDataset(clips, cfg.data.num_frames, [tuple(b) for b in cfg.data.buckets], cfg.data.frame_stride)
@@ -261,19 +262,13 @@ def apply_dropout(batch: dict, cfg: TrainConfig, null_prompt: torch.Tensor, gene
 
 
 def personalization_tokens(personalization, batch: dict) -> torch.Tensor | None:
-    """p_i (B, E, Q, De) from the cached frozen-encoder tokens, with gradient into the DPE."""
-    if personalization is None or batch["entity_mask"].shape[1] == 0 or not batch["has_reference"].any():
+    """p_i (B, E, Q, De) from the cached frozen-encoder tokens, with gradient into the DPE: the
+    pipeline's ``conditioning.personalization_tokens`` on the batch's cached stacks."""
+    if personalization is None or batch["entity_mask"].shape[1] == 0:
         return None
-    size, count = batch["entity_mask"].shape
-    flat = lambda x: x.reshape(size * count, *x.shape[2:])  # noqa: E731  (B·E, ...)
-    has_face = batch["is_human"].any()
-    p = personalization(
-        flat(batch["semantic"]),
-        flat(batch["object"]),
-        flat(batch["face"]) if has_face else None,
-        flat(batch["is_human"]) if has_face else None,
-    )  # (B·E, Q, De)
-    return p.reshape(size, count, *p.shape[1:])  # (B, E, Q, De)
+    stacks = {"tokens_semantic": batch["semantic"], "tokens_object": batch["object"], "tokens_face": batch["face"],
+              "tokens_is_human": batch["is_human"], "tokens_valid": batch["has_reference"]}
+    return conditioning.personalization_tokens(personalization, stacks)[0]
 
 
 def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batch: dict, generator: torch.Generator,

@@ -39,6 +39,9 @@ TRACK_FIELDS = ("points", "visible")
 
 @dataclass
 class EntityRecord:
+    """One entity of a clip as written in a training-data manifest (file paths and JSON-able fields);
+    the dataset loads it into an ``EntitySample``."""
+
     id: str
     text: str
     kind: str

@@ -28,8 +28,10 @@ embedded: install
 ablations: install
 	PYTHON=$(PY) bash scripts/run_ablations.sh
 
+# The studio's end-to-end test drives Debian's chromium: installed here with apt when missing.
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
+	@bash scripts/install_browser.sh
+	TORA2_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 
 test-fast: install
 	$(PY) -m pytest -q -x -m "not slow"

@@ -9,7 +9,7 @@ import sys
 import tora2  # noqa: F401  (applies the torchvision shim before anything imports torchvision)
 import typer
 
-from cli import batch, convert, data, entity, generate, info, synth, track
+from cli import batch, convert, data, entity, generate, info, studio, synth, track
 from cli import eval as eval_cli
 from cli import train as train_cli
 
@@ -30,6 +30,7 @@ train_cli.register(app)  # train, finetune
 data.app.command("synth")(synth.synth)
 app.add_typer(data.app, name="data")
 app.command("eval")(eval_cli.evaluate)
+app.command("studio")(studio.studio)
 
 
 def main(argv: list[str] | None = None) -> None:

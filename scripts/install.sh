@@ -27,7 +27,7 @@ else
 fi
 pip_() { "$VENV/bin/python" -m pip install -qq --disable-pip-version-check -c "$constraints" "$@"; }
 pip_ -U pip
-pip_ -e ".[test]"
+pip_ -e ".[test,studio]"
 # insightface declares opencv-python (5.x: GUI build, no Haar cascades) which would shadow the
 # headless build; its real dependencies are already in our list.
 pip_ --no-deps "insightface>=0.7"
@@ -35,6 +35,6 @@ if "$VENV/bin/python" -m pip show -q opencv-python >/dev/null 2>&1; then
     "$VENV/bin/python" -m pip uninstall -y -qq opencv-python
     pip_ --force-reinstall --no-deps "opencv-python-headless>=4.8,<5"
 fi
-"$VENV/bin/python" -c "import tora2, cli.main, entities"
+"$VENV/bin/python" -c "import tora2, cli.main, entities, gradio"
 touch "$stamp"
 echo "tora2 install: ready in $VENV"

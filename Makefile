@@ -41,6 +41,7 @@ bench: install
 	$(PY) benchmarks/bench_flow.py
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_cli.py
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info

@@ -6,6 +6,10 @@ Each command runs as a fresh process (``python -m cli.main``, what the console s
 whether torch was imported (``-X importtime``, one extra run). The bad-input rows must exit 2.
 
     .venv/bin/python benchmarks/bench_cli.py [--runs 7] [--json results.json]
+    .venv/bin/python benchmarks/bench_cli.py --root /tmp/old --only help validate abc "steps 0"   # another checkout
+
+``--root`` runs the commands from another checkout (e.g. ``git worktree add /tmp/old <rev>``), for a
+before/after ratio in one session; ``--only`` keeps the rows whose name contains one of the words.
 """
 
 from __future__ import annotations
@@ -50,25 +54,30 @@ def commands(scratch: Path) -> list[tuple[str, list[str]]]:
 
 def run(args: list[str], env: dict) -> tuple[float, int]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=env["PYTHONPATH"], env=env, capture_output=True,
+                          text=True)
     return time.perf_counter() - start, done.returncode
 
 
 def imports_torch(args: list[str], env: dict) -> bool:
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli.main", *args], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli.main", *args], cwd=env["PYTHONPATH"], env=env,
                           capture_output=True, text=True)
-    return any(line.rstrip().endswith("| torch") for line in done.stderr.splitlines())
+    return any(line.split("|")[-1].strip() == "torch" for line in done.stderr.splitlines() if line.startswith("import time:"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose cli/ runs (default: this one)")
+    parser.add_argument("--only", nargs="*", default=None, help="rows whose name contains one of these")
     args = parser.parse_args(argv)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    env = {**os.environ, "PYTHONPATH": str(args.root.resolve()), "NO_COLOR": "1"}
     rows = []
     with tempfile.TemporaryDirectory(prefix="tora2-bench-cli-") as scratch:
         for name, command in commands(Path(scratch)):
+            if args.only and not any(word in name for word in args.only):
+                continue
             run(command, env)  # warm the file cache
             times, codes = [], set()
             for _ in range(args.runs):

@@ -1,11 +1,11 @@
 """The shipped embedded default model (tora2/data/embedded/): package data, loads by default, and on
 two fixed held-out cases (sprites and paths never seen in training) its videos follow the paths.
 
-Measured on the shipped weights (25 steps, seed 0): per-entity TrajError 48.7 / 46.8 % (2 entities)
-and 83.0 / 29.7 / 68.9 % (3 entities) of the width, mean 55.4 %; 1 of 5 entities bound to its own
-path. On the whole held-out set the model is off chance with 1–2 entities (TrajError 29 % and 26 %)
-but at chance with 3 (docs/results.md), and these two cases are hard ones; so the generation bounds
-(measured value + margin) only guard the shipped model and its generation path against breaking.
+Measured on the shipped weights (step 4000, 25 steps, seed 0): per-entity TrajError 44.7 / 42.8 %
+(2 entities) and 26.8 / 21.8 / 76.5 % (3 entities) of the width, mean 42.5 %; 3 of 5 entities bound
+to their own paths (the previous model: 55.4 %, 1 of 5). On the whole held-out set it is still far
+from the bar (TrajError 40 %, binding 0.50; docs/results.md), so the generation bounds (measured
+value + a small margin) guard the shipped model and its generation path against breaking.
 For scale, independent uniform positions would give about 67 % (the expected L1 between two uniform
 points on a 64 px square is 2 × 64/3 px). The autoencoder round trip of the same cases is near the
 raw renders (0.88 %, 5 of 5 bound) and is held to that.
@@ -21,8 +21,8 @@ from tora2.pipelines.embedded import EMBEDDED_DIR, EMBEDDED_ID, has_trained_embe
 
 # Held-out cases: seed 0, the first 2-entity and the first 3-entity case (9 frames, 64×64).
 NUM_INFERENCE_STEPS = 25
-MAX_MEAN_TRAJ_ERROR_PCT = 62.0  # measured 55.4 (per entity 48.7, 46.8 | 83.0, 29.7, 68.9)
-MIN_BINDING_ACCURACY = 0.2  # measured 0.2 (1 of 5)
+MAX_MEAN_TRAJ_ERROR_PCT = 48.0  # measured 42.5 (per entity 44.7, 42.8 | 26.8, 21.8, 76.5)
+MIN_BINDING_ACCURACY = 0.4  # measured 0.6 (3 of 5); one entity of margin for other CPUs' float rounding
 MAX_RECONSTRUCT_TRAJ_ERROR_PCT = 2.5  # measured 0.88 (the autoencoder round trip of the same cases)
 MIN_RECONSTRUCT_BINDING = 1.0  # measured 1.0 (5 of 5)
 

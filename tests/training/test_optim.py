@@ -26,6 +26,12 @@ def test_cosine_decay_starts_at_its_step_and_ends_at_the_floor():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
+def test_a_decay_that_starts_after_the_run_leaves_the_rate_constant():
+    factor = lr_multiplier(OptimConfig(decay="cosine", decay_start_step=2250), max_steps=1500)
+    assert factor(0) == factor(1499) == 1.0
+    check_optim(OptimConfig(decay="cosine", decay_start_step=2250), max_steps=1500)
+
+
 def test_resumed_scheduler_follows_the_current_config_not_the_saved_one():
     """LambdaLR must not carry the old schedule in its state: a run resumed with decay: cosine anneals."""
     param = torch.nn.Parameter(torch.zeros(1))
@@ -48,7 +54,7 @@ def test_resumed_scheduler_follows_the_current_config_not_the_saved_one():
     [
         ({"learning_rate": 0.0}, "optim.learning_rate must be > 0"),
         ({"decay": "linear"}, "optim.decay 'linear'"),
-        ({"decay": "cosine", "decay_start_step": 10}, "optim.decay_start_step 10"),
+        ({"decay": "cosine", "decay_start_step": -1}, "optim.decay_start_step must be ≥ 0"),
         ({"min_lr_ratio": 2.0}, "optim.min_lr_ratio"),
         ({"warmup_steps": -1}, "must be ≥ 0"),
     ],

@@ -20,10 +20,10 @@ from tora2.errors import InputError
 GIB = 1 << 30
 # Peak-memory model (bytes), calibrated with scripts/measure_memory.py on the embedded model (CPU,
 # float32) and rounded up; docs/architecture.md "Refusing what cannot run" has the measurements.
-RUNTIME_BYTES = 0.6 * GIB  # the interpreter with torch, diffusers and transformers imported
-TOKEN_BYTES_PER_CHANNEL = 4 * 12  # per video token and hidden channel in a block (qkv, MLP, norms)
-ATTENTION_BYTES = 4 * 2  # per query-key pair and head when the attention matrix is materialised
-VAE_BYTES_PER_CHANNEL = 4 * 8  # per output pixel and first-level channel while the VAE decodes a frame chunk
+RUNTIME_BYTES = 0.85 * GIB  # the interpreter with torch, diffusers, transformers and the entity encoders loaded
+TOKEN_BYTES_PER_CHANNEL = 4 * 12  # per token and hidden channel in a block (qkv, MLP, norms); SDPA's
+# flash / memory-efficient kernels (and PyTorch's CPU flash kernel) never hold the N×N attention matrix
+VAE_BYTES_PER_CHANNEL = 4 * 20  # per pixel and first-level channel of a frame chunk in the VAE
 FRAME_BYTES = 4 * 3 * 4  # per output pixel: float frames, the uint8 copy, the overlay and the flow video
 
 
@@ -111,19 +111,19 @@ def check_size(temporal: int, spatial: int, patch_size: int, num_frames: int, he
 
 def estimate_peak_bytes(info: ModelInfo, num_frames: int, height: int, width: int, batch: int = 1,
                         guidance: bool = True) -> int:
-    """Peak memory of generating ``batch`` videos of ``num_frames × height × width`` (bytes, an upper
-    estimate): weights, one transformer block's activations over every video token (twice the batch
-    under classifier-free guidance), the VAE's full-resolution activations and the frame buffers."""
+    """Peak memory of generating ``batch`` videos of ``num_frames × height × width`` (bytes, a slight
+    over-estimate): weights, one transformer block's activations over every token (twice the batch
+    under classifier-free guidance) or the VAE's full-resolution activations, whichever is larger,
+    and the frame buffers."""
     rows = batch * (2 if guidance else 1)
     latent_frames = (num_frames - 1) // info.temporal + 1
     tokens = latent_frames * (height // (info.spatial * info.patch_size)) * (width // (info.spatial * info.patch_size))
     sequence = tokens + info.text_tokens
     blocks = rows * sequence * info.hidden * TOKEN_BYTES_PER_CHANNEL
-    attention = rows * info.heads * sequence * sequence * ATTENTION_BYTES
-    chunk = min(num_frames, 2 * info.temporal + 1)  # the VAE decodes a few frames at a time
+    chunk = min(num_frames, 9)  # the VAE encodes (the flow) and decodes at most about 8 + 1 frames at a time
     vae = batch * chunk * height * width * info.vae_channels * VAE_BYTES_PER_CHANNEL
     frames = batch * num_frames * height * width * FRAME_BYTES
-    return int(RUNTIME_BYTES + info.weight_bytes + max(blocks + attention, vae) + frames)
+    return int(RUNTIME_BYTES + info.weight_bytes + max(blocks, vae) + frames)
 
 
 def available_bytes() -> tuple[int, str]:

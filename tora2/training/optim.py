@@ -26,7 +26,7 @@ class OptimConfig:
     warmup_steps: int = 0  # linear warm-up from 0
     max_grad_norm: float = 1.0  # 0 = no clipping
     decay: str = "constant"  # after warm-up: constant, or cosine from decay_start_step to max_steps
-    decay_start_step: int = 0
+    decay_start_step: int = 0  # at or past max_steps: no decay in this run (e.g. a shorter ablation)
     min_lr_ratio: float = 0.05  # cosine only: the rate on the last step, as a share of learning_rate
 
 
@@ -38,8 +38,8 @@ def check_optim(optim: OptimConfig, max_steps: int, key: str = "optim") -> None:
         raise InputError(f"{key}.warmup_steps, max_grad_norm and weight_decay must be ≥ 0")
     if optim.decay not in DECAYS:
         raise InputError(f"{key}.decay {optim.decay!r}: use one of {', '.join(DECAYS)}")
-    if optim.decay == "cosine" and not 0 <= optim.decay_start_step < max_steps:
-        raise InputError(f"{key}.decay_start_step {optim.decay_start_step} must be in [0, max_steps {max_steps})")
+    if optim.decay_start_step < 0:  # at or past max_steps: the run ends before the decay starts
+        raise InputError(f"{key}.decay_start_step must be ≥ 0; got {optim.decay_start_step}")
     if not 0 <= optim.min_lr_ratio <= 1:
         raise InputError(f"{key}.min_lr_ratio must be in [0, 1]; got {optim.min_lr_ratio}")
 

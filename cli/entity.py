@@ -10,21 +10,8 @@ from typing import List, Optional
 import typer
 
 from cli.errors import handle_errors
-from tora2.errors import InputError
 
 app = typer.Typer(help="Entities: segment and crop reference photos, contact sheets.", no_args_is_help=True)
-
-
-def _numbers(value: str, count: int, flag: str) -> tuple[float, ...]:
-    parts = [p.strip() for p in value.split(",")]
-    try:
-        numbers = tuple(float(p) for p in parts)
-    except ValueError:
-        numbers = ()
-    if len(numbers) != count:
-        example = "x0,y0,x1,y1" if count == 4 else "x,y"
-        raise InputError(f"{flag} {value!r} must be {count} comma-separated numbers, e.g. {flag} {example}")
-    return numbers
 
 
 @app.command("prepare")
@@ -41,13 +28,14 @@ def prepare(
 ) -> None:
     """Segment PHOTO, crop the entity onto white, decide its kind, write an entity directory."""
     from entities.prepare import prepare_entity
+    from entities.segment import parse_numbers
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fallbacks are reported from meta["warnings"] below, once
         entity = prepare_entity(
             photo, text,
-            box=_numbers(box, 4, "--box") if box is not None else None,
-            point=_numbers(point, 2, "--point") if point is not None else None,
+            box=parse_numbers(box, 4, "--box") if box is not None else None,
+            point=parse_numbers(point, 2, "--point") if point is not None else None,
             kind=kind, sam_checkpoint=sam, sam_model_type=sam_type,
         )
     for message in entity.meta.get("warnings", []):

@@ -46,6 +46,19 @@ class Segmentation:
     warnings: list[str] = field(default_factory=list)
 
 
+def parse_numbers(value: str, count: int, name: str) -> tuple[float, ...]:
+    """``"x0,y0,x1,y1"`` (count 4, a box) or ``"x,y"`` (count 2, a point) typed by a user → numbers."""
+    parts = [p.strip() for p in str(value).split(",")]
+    try:
+        numbers = tuple(float(p) for p in parts)
+    except ValueError:
+        numbers = ()
+    if len(numbers) != count:
+        example = "x0,y0,x1,y1" if count == 4 else "x,y"
+        raise InputError(f"{name} {value!r} must be {count} comma-separated numbers, e.g. {name} {example}")
+    return numbers
+
+
 def check_box(box, width: int, height: int) -> tuple[int, int, int, int]:
     """Validate (x0, y0, x1, y1) pixel box (x1, y1 exclusive) against a width×height image."""
     try:

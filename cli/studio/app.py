@@ -75,6 +75,20 @@ def keep_upload(path: str | None, folder: str, suffixes: tuple[str, ...], what: 
     return str(target)
 
 
+def prepare_photo(path: str, folder: str, phrase: str | None, kind: str | None, box: str | None):
+    """An uploaded photo → (PreparedEntity, its entity folder in the session). Generation reads that
+    folder back, so the video is conditioned on exactly the crop the page shows."""
+    from entities.prepare import prepare_entity
+    from entities.segment import parse_numbers
+
+    kept = keep_upload(path, folder, IMAGE_SUFFIXES, "photo")
+    text = (phrase or "").strip() or Path(path).stem.replace("_", " ")
+    box_numbers = parse_numbers(box, 4, "box") if (box or "").strip() else None
+    prepared = prepare_entity(kept, text, kind=kind or "auto", box=box_numbers)
+    entity_dir = prepared.save(Path(kept).with_suffix(".entity"))
+    return prepared, str(entity_dir)
+
+
 # ---------------------------------------------------------------------------------------------- scene
 
 
@@ -276,6 +290,8 @@ def build(model: str | None = None, root: str | Path | None = None):
                             stored = gr.State(None)
                             text = gr.Textbox(label="phrase (as in the prompt)", elem_id=f"text-{i + 1}")
                             kind = gr.Dropdown(list(KINDS), value="auto", label="kind")
+                            box = gr.Textbox(label="box around the entity in the photo (optional): x0,y0,x1,y1",
+                                             elem_id=f"box-{i + 1}")
                             with gr.Row():
                                 crop = gr.Image(label="crop", interactive=False, height=128)
                                 mask = gr.Image(label="mask", interactive=False, height=128)
@@ -287,7 +303,7 @@ def build(model: str | None = None, root: str | Path | None = None):
                                 easing = gr.Dropdown(list(EASINGS), value="none", label="easing")
                                 interpolation = gr.Dropdown(list(INTERPOLATIONS), value="linear", label="interpolation")
                             slots.append((stored, text, kind, start, end, easing, interpolation))
-                            photos.append((photo, stored, text, kind))
+                            photos.append((photo, stored, text, kind, box))
                             texts.append(text)
                             crops.append((crop, mask, label))
         with gr.Row():
@@ -318,26 +334,23 @@ def build(model: str | None = None, root: str | Path | None = None):
             return [tuple(values[k : k + 7]) for k in range(0, len(values), 7)]
 
         # -- entities: upload → check, keep, segment; show crop, mask, kind and method at once
-        def on_photo(path, phrase, kind_value, folder):
-            from entities.prepare import prepare_entity
-
+        def on_photo(path, phrase, kind_value, box_value, folder):
             if not path:
                 return None, None, None, "", folder
             folder = session_folder(folder, root)
             try:
-                kept = keep_upload(path, folder, IMAGE_SUFFIXES, "photo")
-                prepared = prepare_entity(kept, (phrase or "").strip() or Path(path).stem.replace("_", " "),
-                                          kind=kind_value or "auto")
+                prepared, entity_dir = prepare_photo(path, folder, phrase, kind_value, box_value)
             except InputError as error:
                 raise fail(error) from None
             rgba = np.asarray(prepared.crop)
             note = f"**kind:** {prepared.kind} · **segmentation:** {prepared.meta.get('segmenter', '?')}"
             if prepared.meta.get("warnings"):
                 note += " · " + "; ".join(prepared.meta["warnings"])
-            return kept, rgba[..., :3], (prepared.mask * 255).astype(np.uint8), note, folder
+            return entity_dir, rgba[..., :3], (prepared.mask * 255).astype(np.uint8), note, folder
 
-        for (photo, stored, text, kind_box), (crop, mask, label) in zip(photos, crops):
-            photo.change(on_photo, [photo, text, kind_box, session], [stored, crop, mask, label, session])
+        for (photo, stored, text, kind_box, box), (crop, mask, label) in zip(photos, crops):
+            for trigger in (photo, kind_box, box):
+                trigger.change(on_photo, [photo, text, kind_box, box, session], [stored, crop, mask, label, session])
 
         # -- canvas: entity list, size and background follow the settings and phrases
         def refresh_canvas(value, frames_value, height_value, width_value, bg, folder, *phrase_values):
@@ -352,7 +365,8 @@ def build(model: str | None = None, root: str | Path | None = None):
                     url = background_url(keep_upload(bg, folder, IMAGE_SUFFIXES, "background"), sizes["width"], sizes["height"])
                 except InputError as error:
                     raise fail(error) from None
-            return canvas_value(value, count, sizes["width"], sizes["height"], url, list(phrase_values)), "", folder
+            # the status line is the validation's (canvas.change re-runs it); a refresh leaves it alone
+            return canvas_value(value, count, sizes["width"], sizes["height"], url, list(phrase_values)), gr.skip(), folder
 
         for trigger in (height, width, background, *texts):
             trigger.change(refresh_canvas, [canvas, frames, height, width, background, session, *texts],

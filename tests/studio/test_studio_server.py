@@ -87,3 +87,16 @@ def test_generate_job_writes_video_track_sidecar_and_manifest_line(tmp_path, mon
     job = parse_manifest({"jobs": [line]}, base=Path(out["manifest"]).parent).jobs[0]
     assert job.error is None and job.entities[0].image == image
     shutil.rmtree(folder)
+
+
+def test_a_photo_is_prepared_into_a_session_entity_folder_with_an_optional_box(tmp_path, monkeypatch):
+    from entities.prepare import load_prepared
+
+    monkeypatch.setenv("TORA2_CACHE", str(tmp_path / "cache"))
+    folder = app.session_folder(None, tmp_path)
+    prepared, entity_dir = app.prepare_photo(str(STAR), folder, "a star", "auto", "")
+    assert Path(entity_dir).parent == Path(folder) and load_prepared(entity_dir).kind == prepared.kind
+    boxed, _ = app.prepare_photo(str(STAR), folder, "a star", "object", "10,10,70,70")
+    assert boxed.kind == "object" and boxed.mask.shape == prepared.mask.shape
+    with pytest.raises(InputError, match="box '1,2' must be 4 comma-separated numbers"):
+        app.prepare_photo(str(STAR), folder, "a star", "auto", "1,2")

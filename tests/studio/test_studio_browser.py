@@ -142,7 +142,13 @@ def test_upload_draw_generate_download(studio, browser, tmp_path):
     assert track.visible.all() and track.points[0, 0] < track.points[-1, 0]  # drawn left to right
     shot(browser, "result")
 
-    # 4. a bad upload: the error shows in the page
+    # 4. the downloaded track.json loads back onto the canvas: one point per frame
+    saved = tmp_path / "track.json"
+    saved.write_text(json.dumps(data))
+    browser.find_element(By.CSS_SELECTOR, "#load input[type=file]").send_keys(str(saved))
+    wait.until(lambda d: "a yellow star (9)" in text_of(d, "#canvas .studio-entities"))
+
+    # 5. a bad upload: the error shows in the page
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
     next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text.strip() == "entity 2").click()

@@ -36,7 +36,7 @@ def _stderr(message: str) -> None:
 # ---------------------------------------------------------------------------------------------- checks
 
 
-def check_job(job: Job, info: ModelInfo, batch_size: int = 1, memory: bool = True) -> int:
+def check_job(job: Job, info: ModelInfo, batch_size: int = 1) -> int:
     """Everything about ``job`` that can be checked without weights; returns the peak-memory estimate.
 
     Frame and size rules of the model, its entity limit, the estimate against the memory available
@@ -48,11 +48,7 @@ def check_job(job: Job, info: ModelInfo, batch_size: int = 1, memory: bool = Tru
                          f"{info.max_entities}; drop some")
     check_references(job.entities)
     guidance = job.guidance_scale is None or job.guidance_scale > 1
-    if memory:
-        return check_memory(info, job.num_frames, job.height, job.width, batch_size, guidance)
-    from tora2.pipelines.model_info import estimate_peak_bytes
-
-    return estimate_peak_bytes(info, job.num_frames, job.height, job.width, batch_size, guidance)
+    return check_memory(info, job.num_frames, job.height, job.width, batch_size, guidance)
 
 
 def check_references(requests: list[EntityRequest]) -> None:

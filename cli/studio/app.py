@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from tora2.errors import InputError
+from tora2.scenes import EASINGS, INTERPOLATIONS
+from tora2.specs import KINDS
 
 HERE = Path(__file__).resolve().parent
 MAX_UPLOAD_BYTES = 20 << 20
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 LOAD_SUFFIXES = (".json", ".txt", ".npy", ".jsonl", ".yaml", ".yml")
-KINDS = ("auto", "human", "object")
-EASINGS = ("none", "in", "out", "in_out")
-INTERPOLATIONS = ("linear", "smooth", "hold")
 TEMPLATE = ('<div class="studio"><div class="studio-entities"></div><canvas class="studio-paths"></canvas>'
             '<p class="studio-help">click: add a point · drag: move it · shift-click: delete · '
             'double-click: pause there · buttons: which entity you draw</p></div>')
@@ -153,6 +152,8 @@ def scene_entities(canvas: str, slots: list[tuple]) -> list:
 def settings(frames, height, width, fps) -> dict:
     from tora2.requests import check_flags
 
+    if any(v in (None, "") for v in (frames, height, width, fps)):
+        raise InputError("frames, height, width and fps must all be set (the model's defaults fill them at start)")
     check_flags(prompt="-", frames=frames, height=height, width=width, steps=None, guidance=None, seed=None, fps=fps)
     return dict(num_frames=int(frames), height=int(height), width=int(width), fps=float(fps))
 

@@ -100,3 +100,11 @@ def test_a_photo_is_prepared_into_a_session_entity_folder_with_an_optional_box(t
     assert boxed.kind == "object" and boxed.mask.shape == prepared.mask.shape
     with pytest.raises(InputError, match="box '1,2' must be 4 comma-separated numbers"):
         app.prepare_photo(str(STAR), folder, "a star", "auto", "1,2")
+
+
+def test_canvas_settings_are_checked_like_generate_flags():
+    assert app.settings(9, 64, 64, 8) == SIZES
+    with pytest.raises(InputError, match="must all be set"):
+        app.settings(None, 64, 64, 8)
+    with pytest.raises(InputError, match="--fps = 0 is out of range"):
+        app.settings(9, 64, 64, 0)

@@ -328,22 +328,12 @@ def entity_conditions(
     text_encoder,
     vae,
     personalization=None,
-    *,
-    num_frames: int,
-    height: int,
-    width: int,
-    max_phrase_tokens: int = DEFAULT_MAX_PHRASE_TOKENS,
-    generator: torch.Generator | None = None,
-    sample_mode: str = "mode",
+    **options,
 ) -> dict[str, torch.Tensor | None]:
     """Per sample, its entities → the transformer's conditioning inputs: :func:`frozen_entity_inputs`
-    plus entity_personalization (B, E, Q, De) or None and entity_personalization_valid (B, E) from
-    :func:`personalization_tokens`."""
-    frozen = frozen_entity_inputs(
-        entities, prompts, prompt_embeds, tokenizer, text_encoder, vae, personalization,
-        num_frames=num_frames, height=height, width=width, max_phrase_tokens=max_phrase_tokens,
-        generator=generator, sample_mode=sample_mode,
-    )
+    (``options``: its keyword arguments — num_frames, height, width, …) plus entity_personalization
+    (B, E, Q, De) or None and entity_personalization_valid (B, E) from :func:`personalization_tokens`."""
+    frozen = frozen_entity_inputs(entities, prompts, prompt_embeds, tokenizer, text_encoder, vae, personalization, **options)
     out = {k: v for k, v in frozen.items() if not k.startswith("tokens_")}
     if "entity_mask" not in out:
         return out

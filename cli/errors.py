@@ -34,6 +34,17 @@ def _one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def interrupted(error: BaseException) -> bool:
+    """Ctrl-C, also when it struck inside an import and came out wrapped in another exception."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def progress_default(progress: bool | None) -> bool:
     """``--progress/--no-progress`` unset: bars only when stderr is a terminal (no escape codes in logs)."""
     return sys.stderr.isatty() if progress is None else progress
@@ -66,5 +77,9 @@ def handle_errors(fn: F) -> F:
             raise fail(_one_line(error), code=1) from None
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
+        except Exception as error:
+            if interrupted(error):
+                raise fail("interrupted", code=130) from None
+            raise
 
     return wrapper  # type: ignore[return-value]

@@ -11,6 +11,7 @@ import typer
 
 from cli import batch, convert, data, entity, generate, info, studio, synth, track
 from cli import eval as eval_cli
+from cli.errors import interrupted, restore_interrupt
 from cli import train as train_cli
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover
         from click import exceptions as click
 
+    restore_interrupt()  # as early as possible: a process started with SIGINT ignored can still be stopped
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="tora2", standalone_mode=False)
@@ -52,7 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as error:
         print(f"error: {' '.join(error.format_message().split())}", file=sys.stderr)
         sys.exit(error.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except BaseException as error:  # Ctrl-C (click's Abort, or wrapped by an import it struck) is one line too
+        if isinstance(error, SystemExit) or not (interrupted(error) or type(error).__name__ == "Abort"):
+            raise
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -53,7 +53,8 @@ def test_no_progress_bar_escape_codes_when_not_a_terminal(tmp_path):
     assert silent.returncode == 0 and "\r" not in silent.stderr and "denoising" not in silent.stderr
 
 
-def test_ctrl_c_stops_generate_even_when_started_with_sigint_ignored(tmp_path):
+@pytest.mark.parametrize("delay", [0.0, 5.0], ids=["while-importing", "while-loading-or-denoising"])
+def test_ctrl_c_stops_generate_even_when_started_with_sigint_ignored(tmp_path, delay):
     out = tmp_path / "long.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, generate_args(out, steps=2000))], cwd=REPO,
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -61,7 +62,7 @@ def test_ctrl_c_stops_generate_even_when_started_with_sigint_ignored(tmp_path):
     try:
         while "entities:" not in (proc.stderr.readline() or "entities:"):
             pass  # the plan is printed before the model loads
-        time.sleep(5)  # into loading or denoising
+        time.sleep(delay)  # 0: in the middle of importing torch (Ctrl-C then comes out wrapped); 5: loading or denoising
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -69,3 +70,16 @@ def test_ctrl_c_stops_generate_even_when_started_with_sigint_ignored(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "error: interrupted"
     assert not out.exists() and not list(tmp_path.iterdir())  # no partial output
+
+
+def test_an_interrupt_wrapped_by_an_import_is_still_an_interrupt():
+    from cli.errors import interrupted
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise RuntimeError("Error calling __set_name__") from inner
+    except RuntimeError as outer:
+        assert interrupted(outer)
+    assert not interrupted(RuntimeError("plain"))

@@ -50,8 +50,26 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         hint = hints[name]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value, f"{source}.{name}")
-        kwargs[name] = value
+        kwargs[name] = coerce_number(hint, value, f"{source}.{name}")
     return cls(**kwargs)
+
+
+def coerce_number(hint: Any, value: Any, where: str) -> Any:
+    """A float field given ``1e-4`` (YAML 1.1 reads a mantissa without a dot as a string) or an int
+    becomes a float; a number field given other text is a one-line error naming the key."""
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (float, int) and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(f"{where} must be a number; got {value!r}") from None
+        if hint is int:
+            if not number.is_integer():
+                raise InputError(f"{where} must be an integer; got {value!r}")
+            return int(number)
+        return number
+    return value
 
 
 def load_config(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> T:

@@ -62,3 +62,17 @@ def test_resumed_scheduler_follows_the_current_config_not_the_saved_one():
 def test_bad_settings_are_refused_with_the_key(changes, message):
     with pytest.raises(InputError, match=message):
         check_optim(OptimConfig(**changes), max_steps=10)
+
+
+def test_overrides_in_exponent_form_are_numbers():
+    """PyYAML reads ``3e-4`` (no dot) as a string: a float field must still get a float, and text that
+    is no number is a one-line error naming the key."""
+    from tora2.training.config import load_train_config
+
+    cfg = load_train_config(None, ["optim.learning_rate=3e-4", "max_steps=20", "optim.warmup_steps=1e1"])
+    assert cfg.optim.learning_rate == pytest.approx(3e-4) and isinstance(cfg.optim.learning_rate, float)
+    assert cfg.optim.warmup_steps == 10 and isinstance(cfg.optim.warmup_steps, int)
+    with pytest.raises(InputError, match="optim.learning_rate must be a number; got 'fast'"):
+        load_train_config(None, ["optim.learning_rate=fast"])
+    with pytest.raises(InputError, match="must be an integer; got '2.5e0'"):
+        load_train_config(None, ["optim.warmup_steps=2.5e0"])

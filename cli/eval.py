@@ -29,11 +29,14 @@ def evaluate(
     width: Optional[int] = typer.Option(None, "--width", help="Video width (default: the model's; 720 with --ground-truth)."),
     steps: int = typer.Option(50, "--steps", help="Denoising steps."),
     guidance_scale: float = typer.Option(6.0, "--guidance-scale", help="Text guidance scale."),
+    sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also write a PNG: for the first cases of each entity count, the ground truth over the video with the requested paths drawn."),
+    sheet_cases: int = typer.Option(2, "--sheet-cases", help="Cases per entity count on the --sheet PNG."),
 ) -> None:
     """Evaluate trajectory error, binding accuracy and appearance similarity on 1, 2 and 3 entities."""
     from tora2.evaluation import (
         ColorHistogram,
         appearance_embedding_name,
+        case_sheet,
         format_table,
         make_cases,
         pipeline_generator,
@@ -52,6 +55,10 @@ def evaluate(
         raise InputError(f"--cases is {cases}; evaluate at least 1 case per entity count")
     if steps < 1:
         raise InputError(f"--steps is {steps}; use at least 1")
+    if sheet is not None and sheet.suffix.lower() != ".png":
+        raise InputError(f"--sheet {sheet} must end in .png")
+    if sheet_cases < 1:
+        raise InputError(f"--sheet-cases is {sheet_cases}; use at least 1 (or leave out --sheet)")
     encoder = None
     if ground_truth:
         num_frames, default_height, default_width = 49, 480, 720
@@ -76,7 +83,14 @@ def evaluate(
         generate = reconstruction_generator(pipe)
     else:
         generate = pipeline_generator(pipe, steps, guidance_scale, seed)
-    report = run_evaluation(case_list, generate, encoder=encoder, progress=True)
+    shown = {c.id for c in case_list if int(c.id.split("-")[1]) < sheet_cases} if sheet is not None else set()
+    videos: dict = {}
+
+    def keep(case, video):
+        if case.id in shown:
+            videos[case.id] = video
+
+    report = run_evaluation(case_list, generate, encoder=encoder, progress=True, keep=keep)
     mode = "ground-truth" if ground_truth else "reconstruct" if reconstruct else "generate"
     report["settings"] = {"model": model_id, "mode": mode, "split": split, "cases_per_count": cases, "seed": seed, "num_frames": num_frames,
                           "height": height, "width": width, "steps": steps if mode == "generate" else None,
@@ -85,3 +99,9 @@ def evaluate(
     write_json_atomic(report, output, indent=1)
     typer.echo(format_table(report["summary"]))
     typer.echo(f"wrote {output}")
+    if sheet is not None:
+        from tora2.io import atomic_output
+
+        with atomic_output(sheet) as tmp:
+            case_sheet(case_list, videos).save(tmp, format="PNG")
+        typer.echo(f"wrote {sheet}")

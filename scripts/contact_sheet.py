@@ -17,14 +17,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from tora2.errors import InputError
 from tora2.io import atomic_output
 from tora2.pipelines.video_io import sidecar_path
-from tora2.trajectory.preview import entity_color
-
-GAP = 4  # pixels between frames and rows
+from tora2.trajectory.preview import sheet_rows, stack_rows
 
 
 def read_frames(video: Path) -> np.ndarray:
@@ -39,27 +37,9 @@ def read_frames(video: Path) -> np.ndarray:
 
 def contact_sheet(frames: np.ndarray, entities: list[dict], scale: int = 4) -> Image.Image:
     """frames (F, H, W, 3) uint8 + sidecar entities → the two-row sheet."""
-    count, height, width = frames.shape[:3]
-    big = [Image.fromarray(f).resize((width * scale, height * scale), Image.NEAREST) for f in frames]
-    sheet = Image.new("RGB", (count * (width * scale + GAP) - GAP, 2 * height * scale + GAP), "white")
-    for t, frame in enumerate(big):
-        left = t * (width * scale + GAP)
-        sheet.paste(frame, (left, 0))
-        drawn = frame.copy()
-        draw = ImageDraw.Draw(drawn)
-        for i, entity in enumerate(entities):
-            color = tuple(entity_color(i))
-            points = np.asarray(entity["points"], dtype=float) * scale + (scale - 1) / 2.0
-            visible = np.asarray(entity.get("visible", [True] * len(points)), dtype=bool)
-            line = [tuple(p) for p, v in zip(points, visible) if v]
-            if len(line) > 1:
-                draw.line(line, fill=color, width=max(1, scale // 2))
-            if visible[t]:
-                x, y = points[t]
-                r = 3 * scale
-                draw.ellipse((x - r, y - r, x + r, y + r), outline=color, width=max(1, scale // 2))
-        sheet.paste(drawn, (left, height * scale + GAP))
-    return sheet
+    paths = [np.asarray(e["points"], dtype=float) for e in entities]
+    visible = [np.asarray(e.get("visible", [True] * len(e["points"])), dtype=bool) for e in entities]
+    return stack_rows(list(sheet_rows(frames, paths, visible, scale)))
 
 
 def main(argv: list[str] | None = None) -> int:

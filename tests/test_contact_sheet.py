@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tora2.trajectory.preview import SHEET_GAP
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("contact_sheet", ROOT / "scripts" / "contact_sheet.py")
 contact_sheet = importlib.util.module_from_spec(spec)
@@ -16,8 +18,8 @@ def test_sheet_has_every_frame_twice_with_the_paths_on_the_second_row():
     frames = np.full((3, 16, 16, 3), 40, np.uint8)
     entities = [{"points": [[2, 2], [8, 8], [13, 13]], "visible": [True, True, True]}]
     sheet = np.asarray(contact_sheet.contact_sheet(frames, entities, scale=2))
-    assert sheet.shape == (2 * 32 + contact_sheet.GAP, 3 * 32 + 2 * contact_sheet.GAP, 3)
-    top, bottom = sheet[:32, :32], sheet[32 + contact_sheet.GAP:, :32]
+    assert sheet.shape == (2 * 32 + SHEET_GAP, 3 * 32 + 2 * SHEET_GAP, 3)
+    top, bottom = sheet[:32, :32], sheet[32 + SHEET_GAP:, :32]
     assert (top == 40).all()  # as generated
     assert (bottom != 40).any(-1).sum() > 10  # the path and the ring drawn over it
 

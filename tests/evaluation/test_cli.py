@@ -38,9 +38,16 @@ def test_synth_bad_input_is_one_line_exit_2(tmp_path):
 @pytest.mark.slow
 def test_eval_ground_truth_writes_results_and_prints_table(tmp_path):
     out = tmp_path / "results.json"
+    sheet = tmp_path / "sheet.png"
     result = runner.invoke(app, ["eval", "--ground-truth", "--cases", "1", "--frames", "4", "--height", "96",
-                                 "--width", "96", "-o", str(out)])
+                                 "--width", "96", "-o", str(out), "--sheet", str(sheet)])
     assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    from tora2.trajectory.preview import SHEET_GAP
+
+    # One case per entity count, two strips each (render, then the video with paths), 4 frames at 2×.
+    assert Image.open(sheet).size == (4 * 192 + 3 * SHEET_GAP, 6 * 192 + 5 * SHEET_GAP)
     assert "| entities | cases | TrajError (px) |" in result.output
     report = json.loads(out.read_text())
     assert list(report["summary"]) == ["1", "2", "3", "all"]
@@ -56,6 +63,8 @@ def test_eval_bad_inputs_exit_2_without_output(tmp_path):
     assert result.exit_code == 2 and "model directory" in result.stderr and "does not exist" in result.stderr
     result = runner.invoke(app, ["eval", "--ground-truth", "--cases", "0", "-o", str(tmp_path / "r.json")])
     assert result.exit_code == 2 and result.stderr.strip() == "error: --cases is 0; evaluate at least 1 case per entity count"
+    result = runner.invoke(app, ["eval", "--ground-truth", "-o", str(tmp_path / "r.json"), "--sheet", str(tmp_path / "s.jpg")])
+    assert result.exit_code == 2 and result.stderr.strip() == f"error: --sheet {tmp_path / 's.jpg'} must end in .png"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -12,6 +12,7 @@ from tora2.evaluation.metrics import (
 )
 from tora2.evaluation.runner import (
     EvalCase,
+    case_sheet,
     format_table,
     make_cases,
     pipeline_generator,
@@ -29,6 +30,7 @@ __all__ = [
     "EvalCase",
     "TrackResult",
     "binding_correct",
+    "case_sheet",
     "crop_square",
     "format_table",
     "make_cases",

@@ -139,8 +139,9 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
 
 
 def run_evaluation(cases: list[EvalCase], generate: Callable[[EvalCase], np.ndarray], encoder=None,
-                   progress: bool = False) -> dict:
-    """Generate and score every case → {"rows": [...], "summary": {...}}."""
+                   progress: bool = False, keep: Callable[[EvalCase, np.ndarray], None] | None = None) -> dict:
+    """Generate and score every case → {"rows": [...], "summary": {...}}; ``keep(case, frames)`` sees
+    every generated video (e.g. to draw a sheet of some of them)."""
     shuffled = shuffled_references(cases)
     iterator = list(zip(cases, shuffled))
     if progress:
@@ -150,8 +151,24 @@ def run_evaluation(cases: list[EvalCase], generate: Callable[[EvalCase], np.ndar
     rows = []
     for case, others in iterator:
         frames = np.asarray(generate(case))
+        if keep is not None:
+            keep(case, frames)
         rows += score_video(frames, case, encoder, others)
     return {"rows": rows, "summary": summarize(rows)}
+
+
+def case_sheet(cases: list[EvalCase], videos: dict[str, np.ndarray], scale: int = 2) -> "Image.Image":
+    """Per case in ``videos``: its ground-truth render, then the generated video with the requested
+    paths drawn (tora2.trajectory.preview.sheet_rows), one strip each, cases one under the other."""
+    from tora2.trajectory.preview import sheet_rows, stack_rows
+
+    rows = []
+    for case in cases:
+        if case.id not in videos:
+            continue
+        paths, visible = [e.points for e in case.entities], [e.visible for e in case.entities]
+        rows += [sheet_rows(case.frames, paths, visible, scale)[0], sheet_rows(videos[case.id], paths, visible, scale)[1]]
+    return stack_rows(rows)
 
 
 def format_table(summary: dict[str, dict]) -> str:

@@ -152,3 +152,49 @@ def save_preview(
                 # H.264 with yuv420p needs even sizes: pad the bottom/right edge by one pixel if odd.
                 pad = ((0, 0), (0, height % 2), (0, width % 2), (0, 0))
                 iio.imwrite(tmp, np.pad(frames, pad, mode="edge"), extension=".mp4", fps=fps, codec="libx264", macro_block_size=1)
+
+
+SHEET_GAP = 4  # pixels between frames and rows of a contact sheet
+
+
+def sheet_rows(frames: np.ndarray, paths: list[np.ndarray], visible: list[np.ndarray] | None = None,
+               scale: int = 4) -> tuple[Image.Image, Image.Image]:
+    """A video's frames side by side, enlarged: once as they are, once with the requested paths.
+
+    frames (F, H, W, 3) uint8; paths: per entity (F, 2) pixel points; visible: per entity (F,) bool.
+    On the second strip each entity's whole path is a thin line in its colour with a ring (not a
+    dot, so the sprite under it stays visible) where it was asked to be in that frame.
+    """
+    count, height, width = frames.shape[:3]
+    visible = visible if visible is not None else [np.ones(len(p), dtype=bool) for p in paths]
+    plain = Image.new("RGB", (count * (width * scale + SHEET_GAP) - SHEET_GAP, height * scale), "white")
+    drawn = plain.copy()
+    for t, frame in enumerate(frames):
+        big = Image.fromarray(frame).resize((width * scale, height * scale), Image.NEAREST)
+        left = t * (width * scale + SHEET_GAP)
+        plain.paste(big, (left, 0))
+        draw = ImageDraw.Draw(big)
+        for i, (points, seen) in enumerate(zip(paths, visible)):
+            color = entity_color(i)
+            points = np.asarray(points, dtype=float) * scale + (scale - 1) / 2.0  # pixel centres at this scale
+            seen = np.asarray(seen, dtype=bool)
+            line = [tuple(p) for p, v in zip(points, seen) if v]
+            if len(line) > 1:
+                draw.line(line, fill=color, width=max(1, scale // 2))
+            if seen[t]:
+                x, y = points[t]
+                r = 3 * scale
+                draw.ellipse((x - r, y - r, x + r, y + r), outline=color, width=max(1, scale // 2))
+        drawn.paste(big, (left, 0))
+    return plain, drawn
+
+
+def stack_rows(rows: list[Image.Image]) -> Image.Image:
+    """Strips of equal width one under the other, ``SHEET_GAP`` apart, on white."""
+    width = max(r.width for r in rows)
+    sheet = Image.new("RGB", (width, sum(r.height for r in rows) + SHEET_GAP * (len(rows) - 1)), "white")
+    top = 0
+    for row in rows:
+        sheet.paste(row, (0, top))
+        top += row.height + SHEET_GAP
+    return sheet

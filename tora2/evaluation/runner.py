@@ -11,7 +11,7 @@ works in that autoencoder's latent space).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from tora2.specs import EntitySpec
 from tora2.synthetic.clips import SyntheticEntity, synthesize_clip
 from tora2.synthetic.dataset import clip_rng
 from tora2.synthetic.sprites import check_split, load_sprites, sprite_on_white
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 ENTITY_COUNTS = (1, 2, 3)
 CROP_FRAMES = 4  # frames per entity whose crops are embedded (evenly spaced)
@@ -157,7 +160,7 @@ def run_evaluation(cases: list[EvalCase], generate: Callable[[EvalCase], np.ndar
     return {"rows": rows, "summary": summarize(rows)}
 
 
-def case_sheet(cases: list[EvalCase], videos: dict[str, np.ndarray], scale: int = 2) -> "Image.Image":
+def case_sheet(cases: list[EvalCase], videos: dict[str, np.ndarray], scale: int = 2) -> Image.Image:
     """Per case in ``videos``: its ground-truth render, then the generated video with the requested
     paths drawn (tora2.trajectory.preview.sheet_rows), one strip each, cases one under the other."""
     from tora2.trajectory.preview import sheet_rows, stack_rows

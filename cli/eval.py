@@ -29,6 +29,8 @@ def evaluate(
     width: Optional[int] = typer.Option(None, "--width", help="Video width (default: the model's; 720 with --ground-truth)."),
     steps: int = typer.Option(50, "--steps", help="Denoising steps."),
     guidance_scale: float = typer.Option(6.0, "--guidance-scale", help="Text guidance scale."),
+    reference_guidance_scale: Optional[float] = typer.Option(None, "--reference-guidance-scale", help="Extra guidance towards the entity references (off when left out)."),
+    trajectory_guidance_scale: Optional[float] = typer.Option(None, "--trajectory-guidance-scale", help="Extra guidance towards the paths (off when left out)."),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also write a PNG: for the first cases of each entity count, the ground truth over the video with the requested paths drawn."),
     sheet_cases: int = typer.Option(2, "--sheet-cases", help="Cases per entity count on the --sheet PNG."),
 ) -> None:
@@ -55,6 +57,12 @@ def evaluate(
         raise InputError(f"--cases is {cases}; evaluate at least 1 case per entity count")
     if steps < 1:
         raise InputError(f"--steps is {steps}; use at least 1")
+    from tora2.requests import MAX_GUIDANCE, check_number
+
+    check_number(guidance_scale, "--guidance-scale", 0.0, MAX_GUIDANCE)
+    for name, value in (("--reference-guidance-scale", reference_guidance_scale), ("--trajectory-guidance-scale", trajectory_guidance_scale)):
+        if value is not None:
+            check_number(value, name, 0.0, MAX_GUIDANCE)
     if sheet is not None and sheet.suffix.lower() != ".png":
         raise InputError(f"--sheet {sheet} must end in .png")
     if sheet_cases < 1:
@@ -82,7 +90,8 @@ def evaluate(
     elif reconstruct:
         generate = reconstruction_generator(pipe)
     else:
-        generate = pipeline_generator(pipe, steps, guidance_scale, seed)
+        generate = pipeline_generator(pipe, steps, guidance_scale, seed, reference_guidance_scale=reference_guidance_scale,
+                                      trajectory_guidance_scale=trajectory_guidance_scale)
     shown = {c.id for c in case_list if int(c.id.split("-")[1]) < sheet_cases} if sheet is not None else set()
     videos: dict = {}
 
@@ -95,6 +104,8 @@ def evaluate(
     report["settings"] = {"model": model_id, "mode": mode, "split": split, "cases_per_count": cases, "seed": seed, "num_frames": num_frames,
                           "height": height, "width": width, "steps": steps if mode == "generate" else None,
                           "guidance_scale": guidance_scale if mode == "generate" else None,
+                          "reference_guidance_scale": reference_guidance_scale if mode == "generate" else None,
+                          "trajectory_guidance_scale": trajectory_guidance_scale if mode == "generate" else None,
                           "appearance_embedding": appearance_embedding_name(encoder)}
     write_json_atomic(report, output, indent=1)
     typer.echo(format_table(report["summary"]))

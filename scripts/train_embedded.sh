@@ -3,9 +3,11 @@
 #   1. the per-frame VAE on synthetic sprite clips  (configs/train/embedded-vae.yaml, tora2/training/vae.py)
 #   2. the text and image encoders, CLIP-style      (configs/train/embedded-encoders.yaml, tora2/training/pretrain_encoders.py)
 #   3. transformer + DPE, stage `full`, curriculum  (configs/train/embedded.yaml, scripts/train_embedded.py)
-#   4. copy the pipeline into the package and write the training-curve plot.
+#   4. the same, fine-tuned on gradient backgrounds  (configs/train/embedded-gradient.yaml)
+#   5. copy the pipeline into the package and write the training-curve plot.
 # Usage: scripts/train_embedded.sh [--no-ship]   (PYTHON=... the interpreter; CLIPS=800 per curriculum phase;
-#        CURRICULUM=... the phases, see tora2/synthetic/curriculum.py; RESUME=latest continues stage 3)
+#        CURRICULUM=... stage 3's phases, see tora2/synthetic/curriculum.py; RESUME=latest continues stage 4
+#        from its last checkpoint, stage 3 being done)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -18,13 +20,14 @@ SHIP=1
 if [[ -z "$RESUME" ]]; then
   "$PY" -m tora2.training.vae configs/train/embedded-vae.yaml
   "$PY" -m tora2.training.pretrain_encoders configs/train/embedded-encoders.yaml
+  "$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM"
 fi
-"$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM" ${RESUME:+--resume "$RESUME"}
+"$PY" scripts/train_embedded.py configs/train/embedded-gradient.yaml --clips "$CLIPS" --curriculum 3:gradient ${RESUME:+--resume "$RESUME"}
 "$PY" scripts/plot_training.py runs/embedded -o docs/training-curves.png --json docs/training-curves.json
 
 if [[ $SHIP == 1 ]]; then
   rm -rf tora2/data/embedded.tmp
-  cp -r runs/embedded/full/pipeline tora2/data/embedded.tmp
+  cp -r runs/embedded/grad/pipeline tora2/data/embedded.tmp
   rm -rf tora2/data/embedded
   mv tora2/data/embedded.tmp tora2/data/embedded
   du -sh tora2/data/embedded

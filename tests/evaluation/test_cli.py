@@ -65,6 +65,8 @@ def test_eval_bad_inputs_exit_2_without_output(tmp_path):
     assert result.exit_code == 2 and result.stderr.strip() == "error: --cases is 0; evaluate at least 1 case per entity count"
     result = runner.invoke(app, ["eval", "--ground-truth", "-o", str(tmp_path / "r.json"), "--sheet", str(tmp_path / "s.jpg")])
     assert result.exit_code == 2 and result.stderr.strip() == f"error: --sheet {tmp_path / 's.jpg'} must end in .png"
+    result = runner.invoke(app, ["eval", "--ground-truth", "-o", str(tmp_path / "r.json"), "--reference-guidance-scale", "nan"])
+    assert result.exit_code == 2 and result.stderr.strip() == "error: --reference-guidance-scale must be a finite number; got nan"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -76,10 +78,12 @@ def test_eval_with_a_saved_tiny_pipeline(tmp_path):
     Tora2Pipeline(**build_tiny_components("tiny", seed=0)).save_pretrained(tmp_path / "model")
     out = tmp_path / "results.json"
     result = runner.invoke(app, ["eval", "--model", str(tmp_path / "model"), "--cases", "1", "--frames", "9",
-                                 "--height", "64", "--width", "64", "--steps", "1", "-o", str(out)])
+                                 "--height", "64", "--width", "64", "--steps", "1", "-o", str(out),
+                                 "--reference-guidance-scale", "2", "--trajectory-guidance-scale", "1.5"])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["settings"]["steps"] == 1 and report["settings"]["model"] == str(tmp_path / "model")
+    assert report["settings"]["reference_guidance_scale"] == 2 and report["settings"]["trajectory_guidance_scale"] == 1.5
     assert report["summary"]["all"]["entities"] == 6
     rows = report["rows"]
     assert all(r["traj_error_px"] >= 0 for r in rows)  # an untrained model: any error, but measured

@@ -188,15 +188,17 @@ def format_table(summary: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def pipeline_generator(pipe, num_inference_steps: int = 50, guidance_scale: float = 6.0, seed: int = 0) -> Callable[[EvalCase], np.ndarray]:
-    """``generate(case)`` with a Tora2Pipeline: the case's prompt, entities and size; uint8 frames."""
+def pipeline_generator(pipe, num_inference_steps: int = 50, guidance_scale: float = 6.0, seed: int = 0,
+                       **guidance) -> Callable[[EvalCase], np.ndarray]:
+    """``generate(case)`` with a Tora2Pipeline: the case's prompt, entities and size; uint8 frames.
+    ``guidance``: the pipeline's ``reference_guidance_scale`` / ``trajectory_guidance_scale``."""
     import torch
 
     def generate(case: EvalCase) -> np.ndarray:
         num_frames, height, width = case.frames.shape[:3]
         out = pipe(case.prompt, entities=case.entity_specs(), num_frames=num_frames, height=height, width=width,
                    num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                   generator=torch.Generator().manual_seed(seed), output_type="np")
+                   generator=torch.Generator().manual_seed(seed), output_type="np", **guidance)
         frames = np.asarray(out.frames[0])  # (F, H, W, 3) in [0, 1]
         return np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
 

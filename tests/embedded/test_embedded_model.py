@@ -1,14 +1,15 @@
 """The shipped embedded default model (tora2/data/embedded/): package data, loads by default, and on
-two fixed held-out cases (sprites and paths never seen in training) its videos follow the paths.
+fixed held-out cases (sprites and paths never seen in training) its videos follow the paths.
 
-Measured on the shipped weights (step 4000, 25 steps, seed 0): per-entity TrajError 44.7 / 42.8 %
-(2 entities) and 26.8 / 21.8 / 76.5 % (3 entities) of the width, mean 42.5 %; 3 of 5 entities bound
-to their own paths (the previous model: 55.4 %, 1 of 5). On the whole held-out set it is still far
-from the bar (TrajError 40 %, binding 0.50; docs/results.md), so the generation bounds (measured
-value + a small margin) guard the shipped model and its generation path against breaking.
+Measured on the shipped weights (stage 4, step 3500; 25 steps, seed 0) on the first 3 held-out cases
+with 1, 2 and 3 entities (18 entities): mean TrajError 31.3 % of the width, 6 of 18 entities within
+15 % of the width (the others lost: the errors are bimodal, docs/results.md), 7 of 15 multi-entity
+entities bound to their own paths. The model before stage 4 scored 40.4 % on the whole held-out set
+(30 cases); this one 30.7 %. The bounds are the measured values with a small margin: they guard the
+shipped model and its generation path against breaking.
 For scale, independent uniform positions would give about 67 % (the expected L1 between two uniform
-points on a 64 px square is 2 × 64/3 px). The autoencoder round trip of the same cases is near the
-raw renders (0.88 %, 5 of 5 bound) and is held to that.
+points on a 64 px square is 2 × 64/3 px). The autoencoder round trip of the first 2- and 3-entity
+cases is near the raw renders (0.88 %, 5 of 5 bound) and is held to that.
 """
 
 import json
@@ -19,10 +20,13 @@ import pytest
 from tora2.evaluation import make_cases, pipeline_generator, score_video
 from tora2.pipelines.embedded import EMBEDDED_DIR, EMBEDDED_ID, has_trained_embedded, resolve_model
 
-# Held-out cases: seed 0, the first 2-entity and the first 3-entity case (9 frames, 64×64).
+# Held-out cases: seed 0, the first 3 cases with 1, 2 and 3 entities (9 frames, 64×64).
 NUM_INFERENCE_STEPS = 25
-MAX_MEAN_TRAJ_ERROR_PCT = 48.0  # measured 42.5 (per entity 44.7, 42.8 | 26.8, 21.8, 76.5)
-MIN_BINDING_ACCURACY = 0.4  # measured 0.6 (3 of 5); one entity of margin for other CPUs' float rounding
+CASES_PER_COUNT = 3
+MAX_MEAN_TRAJ_ERROR_PCT = 35.0  # measured 31.3 over 18 entities
+MIN_TRACKED_NEAR = 5  # entities within NEAR_PCT of the width: measured 6 of 18
+NEAR_PCT = 15.0
+MIN_BINDING_ACCURACY = 0.4  # measured 0.467 (7 of 15); one entity of margin for other CPUs' float rounding
 MAX_RECONSTRUCT_TRAJ_ERROR_PCT = 2.5  # measured 0.88 (the autoencoder round trip of the same cases)
 MIN_RECONSTRUCT_BINDING = 1.0  # measured 1.0 (5 of 5)
 
@@ -52,7 +56,7 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def rows(pipe):
-    cases = make_cases(1, 9, 64, 64, split="heldout", seed=0, entity_counts=(2, 3))
+    cases = make_cases(CASES_PER_COUNT, 9, 64, 64, split="heldout", seed=0)
     generate = pipeline_generator(pipe, num_inference_steps=NUM_INFERENCE_STEPS, seed=0)
     out = []
     for case in cases:
@@ -62,12 +66,14 @@ def rows(pipe):
 
 def test_held_out_cases_follow_their_paths(rows):
     errors = [r["traj_error_pct_width"] for r in rows]
-    assert len(rows) == 5
+    assert len(rows) == 6 * CASES_PER_COUNT
     assert float(np.mean(errors)) < MAX_MEAN_TRAJ_ERROR_PCT
+    assert sum(e < NEAR_PCT for e in errors) >= MIN_TRACKED_NEAR
 
 
 def test_held_out_cases_bind_entities_to_their_paths(rows):
-    bound = [r["binding_correct"] for r in rows]
+    bound = [r["binding_correct"] for r in rows if r["binding_correct"] is not None]  # 2 and 3 entities
+    assert len(bound) == 5 * CASES_PER_COUNT
     assert float(np.mean(bound)) >= MIN_BINDING_ACCURACY
 
 

@@ -66,7 +66,7 @@ def test_eval_bad_inputs_exit_2_without_output(tmp_path):
     result = runner.invoke(app, ["eval", "--ground-truth", "-o", str(tmp_path / "r.json"), "--sheet", str(tmp_path / "s.jpg")])
     assert result.exit_code == 2 and result.stderr.strip() == f"error: --sheet {tmp_path / 's.jpg'} must end in .png"
     result = runner.invoke(app, ["eval", "--ground-truth", "-o", str(tmp_path / "r.json"), "--reference-guidance-scale", "nan"])
-    assert result.exit_code == 2 and result.stderr.strip() == "error: --reference-guidance-scale must be a finite number; got nan"
+    assert result.exit_code == 2 and result.stderr.strip() == "error: --reference-guidance-scale must be a finite number; got NaN"
     assert list(tmp_path.iterdir()) == []
 
 

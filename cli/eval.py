@@ -13,6 +13,7 @@ import typer
 from cli.errors import handle_errors
 from tora2.errors import InputError
 from tora2.io import write_json_atomic
+from tora2.requests import MAX_GUIDANCE, check_number
 
 
 @handle_errors
@@ -39,6 +40,7 @@ def evaluate(
         ColorHistogram,
         appearance_embedding_name,
         case_sheet,
+        first_cases,
         format_table,
         make_cases,
         pipeline_generator,
@@ -57,8 +59,6 @@ def evaluate(
         raise InputError(f"--cases is {cases}; evaluate at least 1 case per entity count")
     if steps < 1:
         raise InputError(f"--steps is {steps}; use at least 1")
-    from tora2.requests import MAX_GUIDANCE, check_number
-
     check_number(guidance_scale, "--guidance-scale", 0.0, MAX_GUIDANCE)
     for name, value in (("--reference-guidance-scale", reference_guidance_scale), ("--trajectory-guidance-scale", trajectory_guidance_scale)):
         if value is not None:
@@ -92,7 +92,7 @@ def evaluate(
     else:
         generate = pipeline_generator(pipe, steps, guidance_scale, seed, reference_guidance_scale=reference_guidance_scale,
                                       trajectory_guidance_scale=trajectory_guidance_scale)
-    shown = {c.id for c in case_list if int(c.id.split("-")[1]) < sheet_cases} if sheet is not None else set()
+    shown = first_cases(case_list, sheet_cases) if sheet is not None else set()
     videos: dict = {}
 
     def keep(case, video):

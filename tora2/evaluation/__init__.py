@@ -13,6 +13,7 @@ from tora2.evaluation.metrics import (
 from tora2.evaluation.runner import (
     EvalCase,
     case_sheet,
+    first_cases,
     format_table,
     make_cases,
     pipeline_generator,
@@ -31,6 +32,7 @@ __all__ = [
     "TrackResult",
     "binding_correct",
     "case_sheet",
+    "first_cases",
     "crop_square",
     "format_table",
     "make_cases",

@@ -160,6 +160,17 @@ def run_evaluation(cases: list[EvalCase], generate: Callable[[EvalCase], np.ndar
     return {"rows": rows, "summary": summarize(rows)}
 
 
+def first_cases(cases: list[EvalCase], per_count: int) -> set[str]:
+    """Ids of the first ``per_count`` cases of each entity count (the ones a sheet shows)."""
+    taken: dict[int, int] = {}
+    ids = set()
+    for case in cases:
+        if taken.get(case.num_entities, 0) < per_count:
+            ids.add(case.id)
+            taken[case.num_entities] = taken.get(case.num_entities, 0) + 1
+    return ids
+
+
 def case_sheet(cases: list[EvalCase], videos: dict[str, np.ndarray], scale: int = 2) -> Image.Image:
     """Per case in ``videos``: its ground-truth render, then the generated video with the requested
     paths drawn (tora2.trajectory.preview.sheet_rows), one strip each, cases one under the other."""

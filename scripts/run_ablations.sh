@@ -35,20 +35,21 @@ if [[ ${#variants[@]} == 0 ]]; then
   if [[ $MODE == finetune ]]; then variants=(full no-contrastive p-then-m no-locality); else variants=(full no-binding linear-binding no-contrastive p-then-m); fi
 fi
 
+# What the two modes differ in, once: the stage config, its clips, where the weights start, the run folder.
+if [[ $MODE == finetune ]]; then
+  CONFIG=configs/train/embedded-gradient.yaml PHASES=3:gradient PREFIX=finetune-
+  START=(--set "model.pretrained=$FROM" --set "model.init_weights={transformer: $FROM/transformer}")
+else
+  CONFIG=configs/train/embedded.yaml PHASES=$CURRICULUM PREFIX=
+  START=(--set "model.init_weights={}")
+fi
+
 run_one() {
-  local name=$1 out=runs/ablations/${1}
-  [[ $MODE == finetune ]] && out=runs/ablations/finetune-$1
+  local name=$1 out=runs/ablations/$PREFIX$1
   mkdir -p "$out"
-  if [[ $MODE == finetune ]]; then
-    OMP_NUM_THREADS=1 "$PY" scripts/train_embedded.py configs/train/embedded-gradient.yaml --clips "$CLIPS" --curriculum 3:gradient \
-      --set "output_dir=$out/train" --set "${CHANGE[$name]}" --set "model.pretrained=$FROM" \
-      --set "model.init_weights={transformer: $FROM/transformer}" --set max_steps="$STEPS" \
-      --set checkpoint_every=0 > "$out/train.log" 2>&1
-  else
-    OMP_NUM_THREADS=1 "$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM" \
-      --set "output_dir=$out/train" --set "${CHANGE[$name]}" --set "model.init_weights={}" --set max_steps="$STEPS" \
-      --set checkpoint_every=0 > "$out/train.log" 2>&1
-  fi
+  OMP_NUM_THREADS=1 "$PY" scripts/train_embedded.py "$CONFIG" --clips "$CLIPS" --curriculum "$PHASES" \
+    --set "output_dir=$out/train" --set "${CHANGE[$name]}" "${START[@]}" --set max_steps="$STEPS" \
+    --set checkpoint_every=0 > "$out/train.log" 2>&1
   OMP_NUM_THREADS=1 "$PY" -m cli.main eval -m "$out/train/pipeline" --cases "$CASES" -o "$out/eval.json" > "$out/eval.log" 2>&1
   echo "$name: $(tail -n 7 "$out/eval.log" | grep '^| all')"
 }
@@ -60,12 +61,7 @@ for name in "${variants[@]}"; do
   fi
 done
 # The encodings are shared: fill the cache once before the parallel runs.
-if [[ $MODE == finetune ]]; then
-  "$PY" scripts/train_embedded.py configs/train/embedded-gradient.yaml --clips "$CLIPS" --curriculum 3:gradient \
-    --set "model.pretrained=$FROM" --encode-only > /dev/null
-else
-  "$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM" --encode-only > /dev/null
-fi
+"$PY" scripts/train_embedded.py "$CONFIG" --clips "$CLIPS" --curriculum "$PHASES" "${START[@]}" --encode-only > /dev/null
 pids=()
 for name in "${variants[@]}"; do
   run_one "$name" &

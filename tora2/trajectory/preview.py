@@ -167,6 +167,9 @@ def sheet_rows(frames: np.ndarray, paths: list[np.ndarray], visible: list[np.nda
     """
     count, height, width = frames.shape[:3]
     visible = visible if visible is not None else [np.ones(len(p), dtype=bool) for p in paths]
+    scaled = [np.asarray(p, dtype=float) * scale + (scale - 1) / 2.0 for p in paths]  # pixel centres at this scale
+    seen_masks = [np.asarray(v, dtype=bool) for v in visible]
+    lines = [[tuple(p) for p, v in zip(points, seen) if v] for points, seen in zip(scaled, seen_masks)]
     plain = Image.new("RGB", (count * (width * scale + SHEET_GAP) - SHEET_GAP, height * scale), "white")
     drawn = plain.copy()
     for t, frame in enumerate(frames):
@@ -174,11 +177,8 @@ def sheet_rows(frames: np.ndarray, paths: list[np.ndarray], visible: list[np.nda
         left = t * (width * scale + SHEET_GAP)
         plain.paste(big, (left, 0))
         draw = ImageDraw.Draw(big)
-        for i, (points, seen) in enumerate(zip(paths, visible)):
+        for i, (points, seen, line) in enumerate(zip(scaled, seen_masks, lines)):
             color = entity_color(i)
-            points = np.asarray(points, dtype=float) * scale + (scale - 1) / 2.0  # pixel centres at this scale
-            seen = np.asarray(seen, dtype=bool)
-            line = [tuple(p) for p, v in zip(points, seen) if v]
             if len(line) > 1:
                 draw.line(line, fill=color, width=max(1, scale // 2))
             if seen[t]:

@@ -37,6 +37,9 @@ fi
 
 # What the two modes differ in, once: the stage config, its clips, where the weights start, the run folder.
 if [[ $MODE == finetune ]]; then
+  # The same layers as the weights it starts from: the locality bias made flat (σ = 1000 widths, so
+  # every entity token and the null token get bias ≈ 0) instead of removed with its null token.
+  CHANGE[no-locality]="model.transformer={entity_locality_sigma: 1000.0}"
   CONFIG=configs/train/embedded-gradient.yaml PHASES=3:gradient PREFIX=finetune-
   START=(--set "model.pretrained=$FROM" --set "model.init_weights={transformer: $FROM/transformer}")
 else

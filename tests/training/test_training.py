@@ -356,3 +356,24 @@ def test_model_init_weights_loads_matching_layers_strictly(tmp_path):
     other.save_pretrained(tmp_path / "vae")
     with pytest.raises(InputError, match="model.init_weights.transformer: .* has different layers"):
         build_components(load_train_config(None, {"model.init_weights": {"transformer": str(tmp_path / "vae")}}))
+
+
+def test_model_init_weights_apply_after_a_config_change(tmp_path):
+    """An ablation that changes a field (model.transformer) starts from the saved weights, not a fresh
+    init; layers only the changed config has keep their init, layers only the source has are refused."""
+    source = build_components(load_train_config(None, {"stage": "full", "model.config": "tiny", "model.seed": 3,
+                                                       "model.transformer": {"entity_locality_sigma": None}}))["transformer"]
+    source.save_pretrained(tmp_path / "plain")
+    changed = build_components(load_train_config(None, {
+        "stage": "full", "model.config": "tiny", "model.transformer": {"entity_locality_sigma": 0.1, "block_order": "personalization_first"},
+        "model.init_weights": {"transformer": str(tmp_path / "plain")}}))["transformer"]
+    saved = source.state_dict()
+    own = changed.state_dict()
+    assert changed.config.block_order == "personalization_first"
+    assert all(torch.equal(own[k], v) for k, v in saved.items())
+    added = sorted(set(own) - set(saved))
+    assert added and all("null_token" in k or "locality_scale" in k for k in added)
+    changed.save_pretrained(tmp_path / "local")
+    with pytest.raises(InputError, match="has different layers \\(.*null_token"):
+        build_components(load_train_config(None, {"stage": "full", "model.config": "tiny", "model.transformer": {"entity_locality_sigma": None},
+                                                  "model.init_weights": {"transformer": str(tmp_path / "local")}}))

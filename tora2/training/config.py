@@ -34,9 +34,10 @@ class ModelSettings:
     # Components to take from other saved folders instead, e.g. {vae: runs/embedded/vae/pipeline/vae}
     # (stages trained side by side, then combined); each is loaded with its current class.
     components: dict = field(default_factory=dict)
-    # Models to start from the weights saved in other folders, e.g. {transformer: tora2/data/embedded/transformer}:
-    # the layers must match exactly (strict), config fields without weights may differ (e.g. the
-    # temporal compression the positional embedding is computed for).
+    # Models to start from the weights saved in other folders, e.g. {transformer: tora2/data/embedded/transformer},
+    # applied after the rebuilds above (so an ablation's changed config starts from trained weights):
+    # every saved layer must exist with the same shape; layers only the new config has (a module a
+    # config field adds) keep their init; config fields without weights may differ.
     init_weights: dict = field(default_factory=dict)
 
 

@@ -105,13 +105,6 @@ def build_components(cfg: TrainConfig) -> dict:
         config = _config_with(components["image_encoder"], "image_encoder", cfg.model.image_encoder)
         torch.manual_seed(cfg.model.seed)
         components["image_encoder"] = SemanticImageEncoder(**config)
-    for name, folder in cfg.model.init_weights.items():
-        source = _saved_model(components, "init_weights", name, folder)
-        try:
-            components[name].load_state_dict(source.state_dict(), strict=True)
-        except RuntimeError as error:
-            lines = str(error).splitlines()
-            raise InputError(f"model.init_weights.{name}: {folder} has different layers ({(lines[1] if len(lines) > 1 else lines[0]).strip()[:200]})") from None
     if cfg.model.components or cfg.model.image_encoder:
         from tora2.pipelines.components import check_compatible
 
@@ -129,7 +122,26 @@ def build_components(cfg: TrainConfig) -> dict:
             components["transformer"] = Tora2Transformer3DModel.from_config(config)
         except ValueError as error:
             raise InputError(f"model.transformer {cfg.model.transformer}: {error}") from None
+    # Last, so that a model rebuilt with changed fields above starts from the saved weights.
+    for name, folder in cfg.model.init_weights.items():
+        _load_init_weights(components[name], _saved_model(components, "init_weights", name, folder), name, folder)
     return components
+
+
+def _load_init_weights(model, source, name: str, folder: str) -> list[str]:
+    """Copy ``source``'s weights into ``model``: every saved key must exist here with the same shape;
+    layers only ``model`` has (a module added by a config field) keep their init. Returns those keys."""
+    own, saved = model.state_dict(), source.state_dict()
+    extra = [k for k in saved if k not in own]
+    mismatched = [f"{k} {tuple(v.shape)}≠{tuple(own[k].shape)}" for k, v in saved.items() if k in own and v.shape != own[k].shape]
+    if extra or mismatched:
+        detail = "; ".join((extra + mismatched)[:3])
+        raise InputError(f"model.init_weights.{name}: {folder} has different layers ({detail[:200]})")
+    model.load_state_dict(saved, strict=False)
+    added = [k for k in own if k not in saved]
+    if added:
+        logger.info("model.init_weights.%s: %d key(s) only in the new config keep their init, e.g. %s", name, len(added), added[0])
+    return added
 
 
 def _config_with(model, part: str, overrides: dict) -> dict:

@@ -222,3 +222,41 @@ def test_one_entity_list_per_prompt_equals_separate_runs():
     np.testing.assert_allclose(batched[1], two, atol=1e-5)
     with pytest.raises(InputError, match="entities has 3 lists for 2 prompts"):
         pipe(prompts, entities=[[cat], [dog], [cat]], **kwargs)
+
+
+def reference_pipeline():
+    """The tiny pipeline with a transformer that reads reference latents (perturbed so they act)."""
+    from tora2.models.transformer_tora2 import Tora2Transformer3DModel
+
+    components = build_tiny_components("tiny", seed=0)
+    config = {k: v for k, v in components["transformer"].config.items() if not k.startswith("_")}
+    torch.manual_seed(0)
+    transformer = Tora2Transformer3DModel(**{**config, "entity_locality_sigma": 0.15, "reference_latent_size": 2}).eval()
+    perturb([p for n, p in transformer.named_parameters() if transformer.part_of(n) != "cogvideox"], scale=0.3)
+    pipe = Tora2Pipeline(**{**components, "transformer": transformer})
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_reference_latents_are_each_entity_image_through_the_vae():
+    from tora2.pipelines.conditioning import encode_video, reference_latents
+    from tora2.models.encoders import white_square
+    from PIL import Image
+
+    pipe = reference_pipeline()
+    specs = [entities(), [EntitySpec("cloud", trajectory=line(0, 0, 8, 8))]]  # the second sample: no image
+    latents = reference_latents(pipe.vae, specs, 2, 2)  # (B, E, C, r, r); the tiny VAE is 8× spatial → 16 px
+    assert latents.shape == (2, 2, pipe.vae.config.latent_channels, 2, 2)
+    assert latents[1].abs().sum() == 0  # no image, and a padding entity: zeros
+    square = np.array(Image.fromarray(white_square(sprite((220, 120, 20)))).resize((16, 16), Image.Resampling.LANCZOS))
+    own = encode_video(pipe.vae, torch.from_numpy(square).permute(2, 0, 1).float()[None, None] / 127.5 - 1)[0, 0]
+    torch.testing.assert_close(latents[0, 0], own.float())
+
+
+def test_a_reference_reading_model_generates_and_its_references_matter():
+    pipe = reference_pipeline()
+    base = run(pipe).frames
+    assert base.shape == (1, F, H, W, 3)
+    recoloured = [EntitySpec(e.text, image=sprite((20, 200, 60)), trajectory=e.trajectory, tokens=t.tokens)
+                  for e, t in zip(entities(), pipe.encode_entity_images(entities()))]  # same tokens, other image
+    assert not np.allclose(run(pipe, entities=recoloured).frames, base, atol=1e-4)

@@ -377,3 +377,20 @@ def test_model_init_weights_apply_after_a_config_change(tmp_path):
     with pytest.raises(InputError, match="has different layers \\(.*null_token"):
         build_components(load_train_config(None, {"stage": "full", "model.config": "tiny", "model.transformer": {"entity_locality_sigma": None},
                                                   "model.init_weights": {"transformer": str(tmp_path / "local")}}))
+
+
+def test_reference_latents_are_cached_padded_and_trained(tmp_path, manifest):
+    cfg = config(tmp_path, manifest, stage="full", **{"data.cache_dir": str(tmp_path / "cache"),
+                 "model.transformer": {"entity_locality_sigma": 0.1, "reference_latent_size": 2}})
+    components = build_components(cfg)
+    transformer = components["transformer"]
+    before = {n: p.detach().clone() for n, p in transformer.named_parameters() if "reference" in n}
+    result = train(cfg, entity_encoder=fake_entity_encoder(components), components=components)
+    assert len(result.losses) == 4 and all(torch.isfinite(torch.tensor(result.losses)))
+    from safetensors.torch import load_file
+
+    cached = [load_file(str(p)) for p in (tmp_path / "cache").rglob("*.safetensors")]
+    assert cached and all(c["reference"].shape == (c["positions"].shape[0], 4, 2, 2) for c in cached)
+    assert any(c["reference"].abs().sum() > 0 for c in cached)
+    after = dict(transformer.named_parameters())
+    assert all(not torch.equal(before[n], after[n]) for n in ("entity_reference.proj.weight", "transformer_blocks.0.reference_attn.attn.to_out.0.weight"))

@@ -5,7 +5,8 @@ Every module here that writes into the video path is an exact identity at init (
 α = 0, zero-initialised output projections).
 
 Glossary: B batch, E entities, F latent frames, Cm motion channels, Q personalization tokens (l_p),
-L entity text tokens, S entity tokens injected per sample, N video tokens, D hidden, De entity width.
+L entity text tokens, S entity tokens injected per sample, N video tokens, D hidden, De entity width,
+C latent channels, r reference latent side, R reference tokens per entity.
 """
 
 from __future__ import annotations
@@ -52,6 +53,28 @@ class EntityMotionTokenizer(nn.Module):
         geometry = fourier_features(geometry, self.num_frequencies).to(sampled.dtype)
         tokens = self.proj(torch.cat([sampled, geometry], dim=-1))  # (B, E, F, De)
         return torch.where(visible[..., None], tokens, self.absent.to(tokens.dtype))
+
+
+class ReferenceLatentTokenizer(nn.Module):
+    """An entity's reference image as the video VAE encodes it → its patches as tokens r_i.
+
+    The same 16-channel code the denoiser writes, so the entity attention can carry colour and shape
+    from the reference to every frame directly, not only through the pooled DPE tokens p_i.
+    """
+
+    def __init__(self, latent_channels: int, patch_size: int, latent_size: int, entity_dim: int):
+        super().__init__()
+        if latent_size % patch_size:
+            raise ValueError(f"reference_latent_size must be a multiple of patch_size={patch_size}; got {latent_size}")
+        self.patch_size = patch_size
+        self.proj = nn.Linear(latent_channels * patch_size**2, entity_dim)
+        self.position = nn.Parameter(torch.randn((latent_size // patch_size) ** 2, entity_dim) * 0.02)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents (B, E, C, r, r) → (B, E, R, De), R = (r / patch_size)²."""
+        p = self.patch_size
+        patches = rearrange(latents, "b e c (h ph) (w pw) -> b e (h w) (c ph pw)", ph=p, pw=p)  # (B, E, R, C·p²)
+        return self.proj(patches.to(self.proj.weight.dtype)) + self.position
 
 
 class GatedSelfAttention(nn.Module):

@@ -2,11 +2,15 @@
 
 Glossary: B batch, F latent frames, C latent channels, H/W latent size, h/w token grid (H/p, W/p),
 N video tokens (F·h·w), L text tokens, D hidden, E entities, Q personalization tokens per entity,
-Lc entity-phrase tokens, De entity width, S injected entity tokens per sample (E·(Q + F)).
+Lc entity-phrase tokens, De entity width, S injected entity tokens per sample (E·(Q + F)),
+r reference latent side, R reference tokens per entity ((r / patch_size)²).
 
 Block order ("M→P", the paper's): MGF on the normed video tokens → 3D full attention over
 text + video → entity cross-attention → FFN. ``block_order="personalization_first"`` is the
-paper's P→M ablation (entity cross-attention at the start of the block).
+paper's P→M ablation (entity cross-attention at the start of the block). With
+``reference_latent_size`` (beyond the paper, off by default), a second trajectory-located
+cross-attention right after the entity one reads each entity's reference latents (its image
+through the video VAE), so appearance reaches every frame from the same source.
 
 Key names are a file format: every CogVideoX key is unchanged and Tora's are ``traj_extractor.*``
 and ``fuser.{i}.*``, so diffusers CogVideoX and the public Tora T2V transformer load into this class.
@@ -36,6 +40,7 @@ from tora2.models.binding import (
     ContrastiveHeads,
     EntityCrossAttention,
     EntityMotionTokenizer,
+    ReferenceLatentTokenizer,
     build_binder,
     trajectory_locality_bias,
 )
@@ -44,7 +49,7 @@ from tora2.models.trajectory import MotionGuidanceFuser, TrajectoryExtractor
 BLOCK_ORDERS = ("motion_first", "personalization_first")
 TORA_PREFIXES = ("traj_extractor.", "fuser.")
 TORA2_PREFIXES = ("entity_", "contrastive.")
-TORA2_BLOCK_PARTS = (".entity_attn.",)
+TORA2_BLOCK_PARTS = (".entity_attn.", ".reference_attn.")
 
 
 @dataclass
@@ -64,6 +69,8 @@ class Tora2Conditions:
     motion_modulation: per block (γ, β) each (B·F, D, h, w) when precomputed (costs memory), else None.
     entity_tokens: (B, S, De) bound [p̂_i; m̂_i] + slot embeddings; entity_valid: (B, S) bool.
     entity_bias: (B, N, S) trajectory-located attention bias, when the model has entity locality.
+    reference_tokens: (B, E·R, De) reference-latent tokens r_i + slot embeddings; reference_valid
+    (B, E·R) bool; reference_bias (B, N, E·R): when the model reads reference latents.
     z_p, z_m: (B, E, Dc) contrastive embeddings (training).
     """
 
@@ -72,6 +79,9 @@ class Tora2Conditions:
     entity_tokens: torch.Tensor | None = None
     entity_valid: torch.Tensor | None = None
     entity_bias: torch.Tensor | None = None
+    reference_tokens: torch.Tensor | None = None
+    reference_valid: torch.Tensor | None = None
+    reference_bias: torch.Tensor | None = None
     z_p: torch.Tensor | None = None
     z_m: torch.Tensor | None = None
 
@@ -95,6 +105,7 @@ class Tora2Block(nn.Module):
         entity_attention_head_dim: int = 64,
         block_order: str = "motion_first",
         entity_locality: bool = False,
+        entity_references: bool = False,
     ):
         super().__init__()
         self.block_order = block_order
@@ -117,6 +128,11 @@ class Tora2Block(nn.Module):
                 dim, entity_dim, entity_attention_heads, entity_attention_head_dim, time_embed_dim, norm_eps,
                 locality=entity_locality,
             )
+        self.reference_attn = None
+        if entity_references:
+            self.reference_attn = EntityCrossAttention(
+                dim, entity_dim, entity_attention_heads, entity_attention_head_dim, time_embed_dim, norm_eps, locality=True,
+            )
 
     def forward(
         self,
@@ -132,12 +148,14 @@ class Tora2Block(nn.Module):
         entity_tokens: torch.Tensor | None = None,
         entity_valid: torch.Tensor | None = None,
         entity_bias: torch.Tensor | None = None,
+        reference: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """hidden_states (B, N, D), encoder_hidden_states (B, L, D), temb (B, Dt) → same shapes."""
+        """hidden_states (B, N, D), encoder_hidden_states (B, L, D), temb (B, Dt) → same shapes.
+        reference: (tokens, valid, bias) of the reference latents (Tora2Conditions.reference_*)."""
         text_length = encoder_hidden_states.shape[1]
         use_entities = self.entity_attn is not None and entity_tokens is not None
         if use_entities and self.block_order == "personalization_first":
-            hidden_states = self.entity_attn(hidden_states, temb, entity_tokens, entity_valid, entity_bias)
+            hidden_states = self._entities(hidden_states, temb, entity_tokens, entity_valid, entity_bias, reference)
 
         norm_hidden, norm_encoder, gate_msa, enc_gate_msa = self.norm1(hidden_states, encoder_hidden_states, temb)
 
@@ -159,13 +177,21 @@ class Tora2Block(nn.Module):
         encoder_hidden_states = encoder_hidden_states + enc_gate_msa * attn_encoder
 
         if use_entities and self.block_order == "motion_first":
-            hidden_states = self.entity_attn(hidden_states, temb, entity_tokens, entity_valid, entity_bias)
+            hidden_states = self._entities(hidden_states, temb, entity_tokens, entity_valid, entity_bias, reference)
 
         norm_hidden, norm_encoder, gate_ff, enc_gate_ff = self.norm2(hidden_states, encoder_hidden_states, temb)
         ff_output = self.ff(torch.cat([norm_encoder, norm_hidden], dim=1))  # (B, L+N, D)
         hidden_states = hidden_states + gate_ff * ff_output[:, text_length:]
         encoder_hidden_states = encoder_hidden_states + enc_gate_ff * ff_output[:, :text_length]
         return hidden_states, encoder_hidden_states
+
+    def _entities(self, hidden_states, temb, tokens, valid, bias, reference) -> torch.Tensor:
+        """The entity cross-attention, then (when the model has one and references are given) the
+        reference-latent cross-attention: (B, N, D) → (B, N, D)."""
+        hidden_states = self.entity_attn(hidden_states, temb, tokens, valid, bias)
+        if self.reference_attn is not None and reference is not None:
+            hidden_states = self.reference_attn(hidden_states, temb, *reference)
+        return hidden_states
 
 
 class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
@@ -227,12 +253,16 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         contrastive_temperature: float = 0.07,
         block_order: str = "motion_first",
         entity_locality_sigma: float | None = None,
+        reference_latent_size: int | None = None,
     ):
         super().__init__()
         if block_order not in BLOCK_ORDERS:
             raise ValueError(f"block_order must be one of {', '.join(BLOCK_ORDERS)}; got {block_order!r}")
         if entity_dim is not None and motion_channels is None:
             raise ValueError("entity_dim needs motion_channels: Tora2's motion tokens read Tora's motion features")
+        if reference_latent_size is not None and (entity_dim is None or entity_locality_sigma is None):
+            raise ValueError("reference_latent_size needs entity_dim and entity_locality_sigma: reference tokens are "
+                             "placed by the trajectory-located bias")
         inner_dim = num_attention_heads * attention_head_dim
 
         # 0. Tora: the trajectory extractor and one motion-guidance fuser per block.
@@ -278,6 +308,9 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         self.entity_slots = None
         self.entity_binder = None
         self.contrastive = None
+        self.entity_reference = None
+        if reference_latent_size is not None:
+            self.entity_reference = ReferenceLatentTokenizer(in_channels, patch_size, reference_latent_size, entity_dim)
         if entity_dim is not None:
             self.entity_motion = EntityMotionTokenizer(motion_channels, entity_dim, motion_frequencies)
             self.entity_text_proj = nn.Linear(text_embed_dim, entity_dim)
@@ -304,6 +337,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
                     entity_attention_head_dim=entity_attention_head_dim,
                     block_order=block_order,
                     entity_locality=entity_locality_sigma is not None,
+                    entity_references=reference_latent_size is not None,
                 )
                 for _ in range(num_layers)
             ]
@@ -332,6 +366,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         entity_text_embeds: torch.Tensor | None = None,
         entity_text_mask: torch.Tensor | None = None,
         entity_mask: torch.Tensor | None = None,
+        entity_reference_latents: torch.Tensor | None = None,
         return_contrastive: bool = False,
     ) -> Tora2Conditions:
         """Per-entity tokens → bound, slot-embedded tokens for the blocks.
@@ -340,7 +375,9 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         entity_positions (B, E, F, 2) in [0, 1]; entity_visible (B, E, F) bool;
         entity_personalization (B, E, Q, De) p_i; entity_personalization_valid (B, E) bool (False: no
         reference, e.g. dropped for guidance); entity_text_embeds (B, E, Lc, Dtext) with
-        entity_text_mask (B, E, Lc) bool; entity_mask (B, E) bool (False: padding entity).
+        entity_text_mask (B, E, Lc) bool; entity_mask (B, E) bool (False: padding entity);
+        entity_reference_latents (B, E, C, r, r): each reference through the video VAE (used when the
+        model has ``reference_latent_size``; valid where the reference is, as p_i).
         """
         cfg = self.config
         if self.entity_motion is None:
@@ -416,13 +453,33 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
             bias = trajectory_locality_bias(
                 entity_positions, visible, token_grid, cfg.entity_locality_sigma, num_queries + num_frames
             ).to(dtype)  # (B, N, S)
-        return Tora2Conditions(
+        conditions = Tora2Conditions(
             entity_tokens=rearrange(tokens, "b e n d -> b (e n) d").to(dtype),  # (B, S, De)
             entity_valid=rearrange(valid, "b e n -> b (e n)"),  # (B, S)
             entity_bias=bias,
             z_p=z_p,
             z_m=z_m,
         )
+        if self.entity_reference is not None:
+            # No reference latents given means no reference (as a dropped one): only the null token is seen.
+            size = cfg.reference_latent_size
+            expected = (batch, num_entities, cfg.in_channels, size, size)
+            present = ones if entity_personalization_valid is None else entity_personalization_valid.bool()
+            if entity_reference_latents is None:
+                entity_reference_latents, present = m.new_zeros(expected), torch.zeros_like(present)
+            if tuple(entity_reference_latents.shape) != expected:
+                raise ValueError(f"entity_reference_latents must be {expected}; got {tuple(entity_reference_latents.shape)}")
+            r = self.entity_reference(entity_reference_latents)  # (B, E, R, De)
+            r = r + self.entity_slots.weight[:num_entities, None]
+            count = r.shape[2]
+            r_valid = present & entity_mask  # (B, E): dropped references (guidance, training dropout) are dropped here too
+            conditions.reference_tokens = rearrange(r, "b e n d -> b (e n) d").to(dtype)  # (B, E·R, De)
+            conditions.reference_valid = r_valid[..., None].expand(-1, -1, count).reshape(batch, -1)  # (B, E·R)
+            token_grid = (num_frames, *level0.shape[-2:])  # (F, h, w)
+            conditions.reference_bias = trajectory_locality_bias(
+                entity_positions, visible, token_grid, cfg.entity_locality_sigma, count
+            ).to(dtype)  # (B, N, E·R)
+        return conditions
 
     def prepare_conditions(
         self,
@@ -453,6 +510,9 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
             entity = self.encode_entities(conditions.motion_features, return_contrastive=return_contrastive, **entity_inputs)
             conditions.entity_tokens, conditions.entity_valid = entity.entity_tokens, entity.entity_valid
             conditions.entity_bias = entity.entity_bias
+            conditions.reference_tokens = entity.reference_tokens
+            conditions.reference_valid = entity.reference_valid
+            conditions.reference_bias = entity.reference_bias
             conditions.z_p, conditions.z_m = entity.z_p, entity.z_m
         return conditions
 
@@ -522,6 +582,8 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
                 conditions.entity_tokens,
                 conditions.entity_valid,
                 conditions.entity_bias,
+                None if conditions.reference_tokens is None
+                else (conditions.reference_tokens, conditions.reference_valid, conditions.reference_bias),
             )
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 hidden_states, encoder_hidden_states = self._gradient_checkpointing_func(block, *block_args)

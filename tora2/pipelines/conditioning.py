@@ -8,6 +8,8 @@ De entity width.
   (padded to ``max_sequence_length``, the encoder run without an attention mask).
 * ``phrase_token_embeds``: an entity phrase's hidden states inside the prompt encoding (c_i).
 * ``flow_latents``: joint Tora flow of every path → RGB → VAE latents (the transformer's ``video_flow``).
+* ``reference_latents``: each entity's reference image through the video VAE (models with
+  ``reference_latent_size``).
 * ``entity_conditions``: every per-entity tensor ``Tora2Transformer3DModel.prepare_conditions`` takes.
 
 Dropped conditions (classifier-free guidance, condition dropout in training) have one meaning each:
@@ -22,8 +24,10 @@ from typing import Sequence
 import numpy as np
 import torch
 from einops import rearrange
+from PIL import Image
 
 from tora2.errors import InputError
+from tora2.models.encoders import white_square
 from tora2.pipelines.components import vae_compression
 from tora2.pipelines.model_info import check_size
 from tora2.specs import EntitySpec
@@ -184,6 +188,28 @@ def null_flow_latents(vae, num_frames: int, height: int, width: int, batch_size:
 
 
 # ------------------------------------------------------------------------------------------ entities
+@torch.no_grad()
+def reference_latents(vae, entities: Sequence[Sequence[EntitySpec]], num_entities: int, latent_size: int) -> torch.Tensor:
+    """B lists of EntitySpec → (B, E, C, r, r), r = ``latent_size``: each entity's image on white
+    (``white_square``, the crop convention), resized to r × the VAE's spatial factor and encoded as a
+    one-frame video (posterior mode, scaled like every latent). Zeros where there is no image."""
+    _, spatial = vae_compression(vae)
+    side = latent_size * spatial
+    images, where = [], []
+    for b, sample in enumerate(entities):
+        for i, entity in enumerate(sample):
+            if entity.image is not None:
+                square = Image.fromarray(white_square(entity.image)).resize((side, side), Image.Resampling.LANCZOS)
+                images.append(torch.from_numpy(np.array(square)).permute(2, 0, 1).float() / 127.5 - 1)  # (3, s, s)
+                where.append((b, i))
+    out = torch.zeros(len(entities), num_entities, vae.config.latent_channels, latent_size, latent_size)
+    if images:
+        encoded = encode_video(vae, torch.stack(images)[:, None])[:, 0]  # (K, 1, 3, s, s) → (K, C, r, r)
+        for (b, i), latents in zip(where, encoded):
+            out[b, i] = latents.float()
+    return out  # (B, E, C, r, r)
+
+
 def _check_entity(entity: EntitySpec, index: int, num_frames: int) -> None:
     if entity.trajectory is None:
         return
@@ -214,6 +240,7 @@ def frozen_entity_inputs(
     trim_phrases: bool = True,
     generator: torch.Generator | None = None,
     sample_mode: str = "mode",
+    reference_latent_size: int | None = None,
 ) -> dict[str, torch.Tensor | None]:
     """The frozen half of the per-entity conditioning (no trainable module runs; training caches it).
 
@@ -225,7 +252,9 @@ def frozen_entity_inputs(
     (B, E, Lc) (Lc = the longest phrase, or ``max_phrase_tokens`` with ``trim_phrases=False``),
     entity_mask (B, E), and the reference tokens stacked for the extractor by
     ``PersonalizationExtractor.stack_tokens`` (tokens_semantic, tokens_object, tokens_face,
-    tokens_is_human, tokens_valid; absent without ``personalization``).
+    tokens_is_human, tokens_valid; absent without ``personalization``) and, with
+    ``reference_latent_size`` (the transformer's field of that name), entity_reference_latents
+    (B, E, C, r, r) from :func:`reference_latents`.
     """
     batch = len(entities)
     if len(prompts) != batch or prompt_embeds.shape[0] != batch:
@@ -298,6 +327,10 @@ def frozen_entity_inputs(
         stacks = personalization.stack_tokens(flat)
         for key, value in stacks.items():
             out[f"tokens_{key}"] = value.reshape(batch, num_entities, *value.shape[1:])  # (B, E, ...)
+
+    # 5. Reference latents (models that read them).
+    if reference_latent_size is not None:
+        out["entity_reference_latents"] = reference_latents(vae, entities, num_entities, reference_latent_size).to(device)
     return out
 
 

@@ -11,6 +11,7 @@ An encoded sample is a flat dict of tensors (saved as one safetensors file per c
     latents (Fl, C, h, w)   prompt_embeds (L, D)   flow (Fl, C, h, w)   null_flow (Fl, C, h, w)
     positions (E, Fl, 2)    visible (E, Fl)        text (E, Lc, D)      text_mask (E, Lc)
     semantic (E, Ns, Cs)    object (E, Ni, Co)     face (E, 1, Cf)      is_human (E,)   has_reference (E,)
+    reference (E, C, r, r)  (only for a transformer with ``reference_latent_size`` r)
 
 ``Lc`` is ``max_phrase_tokens``; entity tensors have E = 0 rows for a clip without entities.
 
@@ -70,6 +71,7 @@ class SampleEncoder:
         self.vae = components["vae"]
         transformer = components["transformer"]
         self.max_sequence_length = int(transformer.config.max_text_seq_length)
+        self.reference_latent_size = transformer.config.get("reference_latent_size")
         personalization = components.get("personalization")
         self.personalization = personalization  # only its config is read here (stack_tokens)
         self.semantic_dim = personalization.config.semantic_dim if personalization is not None else 1
@@ -85,7 +87,8 @@ class SampleEncoder:
         self._null_prompt: torch.Tensor | None = None
         self._null_flow: dict[tuple, torch.Tensor] = {}
         self.encoder_id = hashlib.sha256(
-            f"{_fingerprint(self.vae)}:{_fingerprint(self.text_encoder)}:{self.max_sequence_length}:{max_phrase_tokens}".encode()
+            f"{_fingerprint(self.vae)}:{_fingerprint(self.text_encoder)}:{self.max_sequence_length}:{max_phrase_tokens}"
+            f"{'' if self.reference_latent_size is None else f':ref{self.reference_latent_size}'}".encode()
         ).hexdigest()[:16]
 
     # ----------------------------------------------------------------------------- shared
@@ -161,7 +164,8 @@ class SampleEncoder:
                     "pass entity_encoder= to train() (entities.encode.sample_entity_encoder builds one)"
                 )
             tokens = self.entity_encoder(entity)
-        return EntitySpec(entity.text, trajectory=points, visible=vis, kind=entity.kind, tokens=tokens)
+        return EntitySpec(entity.text, image=getattr(entity, "reference", None), trajectory=points, visible=vis,
+                          kind=entity.kind, tokens=tokens)
 
     @torch.no_grad()
     def encode_many(self, samples: list[dict]) -> list[dict[str, torch.Tensor]]:
@@ -182,6 +186,7 @@ class SampleEncoder:
         frozen = frozen_entity_inputs(
             specs, captions, prompt_embeds, self.tokenizer, self.text_encoder, self.vae, self.personalization,
             num_frames=num_frames, height=height, width=width, max_phrase_tokens=self.max_phrase_tokens, trim_phrases=False,
+            reference_latent_size=self.reference_latent_size,
         )
         null_flow = self.null_flow(num_frames, height, width).float()
         frames_latent, dim = latents.shape[1], prompt_embeds.shape[-1]
@@ -195,6 +200,10 @@ class SampleEncoder:
         names = {"positions": "entity_positions", "visible": "entity_visible", "text": "entity_text_embeds",
                  "text_mask": "entity_text_mask", "has_reference": "tokens_valid", "is_human": "tokens_is_human",
                  "semantic": "tokens_semantic", "object": "tokens_object", "face": "tokens_face"}
+        if self.reference_latent_size is not None:
+            size = self.reference_latent_size
+            empty["reference"] = torch.zeros(0, self.vae.config.latent_channels, size, size)
+            names["reference"] = "entity_reference_latents"
         out = []
         for b, entities in enumerate(specs):
             count = len(entities)
@@ -240,7 +249,10 @@ def collate(encoded: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     batch = {k: torch.stack([e[k] for e in encoded]) for k in ("latents", "prompt_embeds", "flow", "null_flow")}
     count = max(e["positions"].shape[0] for e in encoded)
     batch["entity_mask"] = torch.zeros(len(encoded), count, dtype=torch.bool)
-    for k in ("positions", "visible", "text", "text_mask", "has_reference", "is_human", "semantic", "object", "face"):
+    keys = ["positions", "visible", "text", "text_mask", "has_reference", "is_human", "semantic", "object", "face"]
+    if all("reference" in e for e in encoded):
+        keys.append("reference")  # (B, E, C, r, r): encoded for a transformer that reads reference latents
+    for k in keys:
         rows = [e[k] for e in encoded]
         tail = max((r.shape[1:] for r in rows if r.shape[0]), default=rows[0].shape[1:])
         fill = 0.5 if k == "positions" else 0  # padding entities sit at the centre

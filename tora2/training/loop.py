@@ -298,10 +298,11 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
             entity_positions=batch["positions"],
             entity_visible=batch["visible"],
             entity_personalization=p,
-            entity_personalization_valid=batch["has_reference"] if p is not None else None,
+            entity_personalization_valid=batch["has_reference"],
             entity_text_embeds=batch["text"],
             entity_text_mask=batch["text_mask"],
             entity_mask=batch["entity_mask"],
+            entity_reference_latents=batch.get("reference"),
         )
     output = transformer(
         hidden_states=noisy,

@@ -1,12 +1,11 @@
 """Training curves of the embedded model as a PNG (PIL only; no plotting library is a dependency).
 
     python scripts/plot_training.py runs/embedded -o docs/training-curves.png [--json docs/training-curves.json]
-                                    [--vae DIR --encoders DIR --full DIR --grad DIR]
+                                    [--vae DIR --encoders DIR --full DIR --grad DIR --ref DIR]
 
 Reads ``vae/losses.json`` (tora2.training.vae), ``encoders/losses.json``
-(tora2.training.pretrain_encoders), ``full/losses.json`` and ``grad/losses.json`` (train(): stages 3
-and 4) under the run folder, or the
-folders given; draws each loss per step (light) and its moving average over 25 steps (dark),
+(tora2.training.pretrain_encoders), ``full/losses.json``, ``grad/losses.json`` and ``ref/losses.json``
+(train(): stages 3, 4 and 5) under the run folder, or the folders given; draws each loss per step (light) and its moving average over 25 steps (dark),
 log-scaled y axis, one panel per stage; ``--json`` also writes the curves' numbers.
 """
 
@@ -66,7 +65,7 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--json", type=Path, default=None, help="also write the curves' numbers here")
-    for stage in ("vae", "encoders", "full", "grad"):
+    for stage in ("vae", "encoders", "full", "grad", "ref"):
         parser.add_argument(f"--{stage}", type=Path, default=None, help=f"{stage} run folder (default: RUN_DIR/{stage})")
     args = parser.parse_args()
     panels, numbers = [], {}
@@ -82,14 +81,15 @@ def main() -> None:
         panels.append((f"stage 2: encoders, CLIP-style (held-out retrieval top-1 {d['retrieval_before']:.2f} -> "
                        f"{d['heldout_retrieval_top1'][-1]:.2f})", np.array(d["step"]), {"contrastive": np.array(d["loss"])}))
     for stage, title in (("full", "stage 3 (full): transformer + DPE"),
-                         ("grad", "stage 4: the same on gradient backgrounds")):
+                         ("grad", "stage 4: the same on gradient backgrounds"),
+                         ("ref", "stage 5: + reference latents (new clips)")):
         losses = folder(stage) / "losses.json"
         if losses.is_file():
             d = numbers[stage] = json.loads(losses.read_text())
             panels.append((title, np.array(d["step"]),
                            {"v-prediction": np.array(d["diffusion"]), "contrastive": np.array(d["contrastive"])}))
     if not panels:
-        raise SystemExit(f"error: no losses.json under {args.run_dir}/vae, /encoders, /full or /grad; train first")
+        raise SystemExit(f"error: no losses.json under {args.run_dir}/vae, /encoders, /full, /grad or /ref; train first")
     if args.json is not None:
         args.json.write_text(json.dumps(numbers))
     image = Image.new("RGB", (PANEL[0], PANEL[1] * len(panels)), "white")

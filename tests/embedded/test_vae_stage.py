@@ -139,7 +139,8 @@ def test_stage_full_trains_the_whole_transformer_and_dpe_only():
     for name in ("vae", "text_encoder", "image_encoder"):
         assert not any(p.requires_grad for p in components[name].parameters()), name
     expected = sum(p.numel() for p in transformer.parameters()) + sum(p.numel() for p in personalization.parameters())
-    assert sum(p.numel() for p in params) == expected
+    assert sum(p.numel() for _, p in params) == expected
+    assert {name.split(".")[0] for name, _ in params} == {"transformer", "personalization"}
 
 
 def test_stage_names_are_checked(tmp_path):

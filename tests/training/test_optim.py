@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tora2.errors import InputError
-from tora2.training.optim import OptimConfig, build_optimizer, check_optim, lr_multiplier
+from tora2.training.optim import OptimConfig, build_optimizer, check_optim, lr_multiplier, scaled_groups
 
 
 def test_constant_schedule_warms_up_then_holds():
@@ -76,3 +76,15 @@ def test_overrides_in_exponent_form_are_numbers():
         load_train_config(None, ["optim.learning_rate=fast"])
     with pytest.raises(InputError, match="must be an integer; got '2.5e0'"):
         load_train_config(None, ["optim.warmup_steps=2.5e0"])
+
+
+def test_lr_scale_gives_named_layers_their_own_rate_on_the_same_schedule():
+    new, old = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    optim = OptimConfig(learning_rate=0.1, warmup_steps=2, lr_scale={"reference": 10})
+    groups = scaled_groups([("transformer.blocks.0.reference_attn.w", new), ("transformer.blocks.0.attn1.w", old)], optim)
+    assert [(g["lr"], g["params"]) for g in groups] == [(0.1, [old]), (1.0, [new])]
+    optimizer, schedule = build_optimizer(groups, optim, max_steps=10)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.5])  # warm-up step 1 of 2
+    for bad in ({"reference": 0}, {"reference": "1e1"}, {"reference": float("nan")}):
+        with pytest.raises(InputError, match="optim.lr_scale.reference must be a number > 0"):
+            check_optim(OptimConfig(lr_scale=bad), 10)

@@ -40,7 +40,7 @@ from tora2.training.config import TrainConfig, check_config
 from tora2.training.dataset import BucketBatchSampler, ClipDataset
 from tora2.training.encode import SampleEncoder, collate
 from tora2.training.losses import entity_loss_weights, motion_appearance_contrastive_loss, v_prediction_loss
-from tora2.training.optim import build_optimizer
+from tora2.training.optim import build_optimizer, scaled_groups
 
 logger = logging.getLogger("tora2.training")
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
@@ -182,8 +182,9 @@ def _load_components(cfg: TrainConfig) -> dict:
     return build_tiny_components(cfg.model.config, seed=cfg.model.seed)
 
 
-def select_trainable(cfg: TrainConfig, components: dict) -> list[torch.nn.Parameter]:
-    """Freeze everything, then unfreeze the stage's parameters; returns them."""
+def select_trainable(cfg: TrainConfig, components: dict) -> list[tuple[str, torch.nn.Parameter]]:
+    """Freeze everything, then unfreeze the stage's parameters; returns them with their names
+    ("transformer.…", "personalization.…")."""
     for name in ("text_encoder", "vae", "transformer", "personalization", "image_encoder"):
         module = components.get(name)
         if isinstance(module, torch.nn.Module):
@@ -214,7 +215,8 @@ def select_trainable(cfg: TrainConfig, components: dict) -> list[torch.nn.Parame
             target_modules=list(cfg.lora.target_modules),
         )
         transformer.add_adapter(lora)  # only the LoRA weights require grad
-    params = [p for m in (transformer, personalization) if m is not None for p in m.parameters() if p.requires_grad]
+    params = [(f"{label}.{name}", p) for label, m in (("transformer", transformer), ("personalization", personalization))
+              if m is not None for name, p in m.named_parameters() if p.requires_grad]
     if not params:
         raise InputError(f"stage {cfg.stage!r} found no trainable parameters in this model; check the model config")
     return params
@@ -404,12 +406,13 @@ def train(
     components = components if components is not None else build_components(cfg)
     transformer, personalization = components["transformer"], components.get("personalization")
     scheduler = components["scheduler"]
-    trainable = select_trainable(cfg, components)
+    named = select_trainable(cfg, components)
+    trainable = [p for _, p in named]
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     encoder = SampleEncoder(components, entity_encoder, cfg.data.cache_dir)
 
-    optimizer, lr_scheduler = build_optimizer(trainable, cfg.optim, cfg.max_steps)
+    optimizer, lr_scheduler = build_optimizer(scaled_groups(named, cfg.optim), cfg.optim, cfg.max_steps)
     model = TrainingModel(cfg, transformer, personalization, scheduler)
     set_train_mode(model)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)

@@ -8,7 +8,7 @@ AdamW, a linear warm-up from 0, then either a constant rate or a cosine decay th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from tora2.errors import InputError
@@ -28,6 +28,10 @@ class OptimConfig:
     decay: str = "constant"  # after warm-up: constant, or cosine from decay_start_step to max_steps
     decay_start_step: int = 0  # at or past max_steps: no decay in this run (e.g. a shorter ablation)
     min_lr_ratio: float = 0.05  # cosine only: the rate on the last step, as a share of learning_rate
+    # Rate multipliers by parameter name: {substring: factor}, e.g. {reference: 10} for layers a
+    # config field added to trained weights (zero-initialised, they learn slowly at a fine-tune's rate).
+    # A parameter takes the factor of the first substring its name contains; the others 1.
+    lr_scale: dict = field(default_factory=dict)
 
 
 def check_optim(optim: OptimConfig, max_steps: int, key: str = "optim") -> None:
@@ -42,6 +46,9 @@ def check_optim(optim: OptimConfig, max_steps: int, key: str = "optim") -> None:
         raise InputError(f"{key}.decay_start_step must be ≥ 0; got {optim.decay_start_step}")
     if not 0 <= optim.min_lr_ratio <= 1:
         raise InputError(f"{key}.min_lr_ratio must be in [0, 1]; got {optim.min_lr_ratio}")
+    for name, factor in optim.lr_scale.items():
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 0 or not math.isfinite(factor):
+            raise InputError(f"{key}.lr_scale.{name} must be a number > 0; got {factor!r}")
 
 
 def lr_multiplier(optim: OptimConfig, max_steps: int) -> Callable[[int], float]:
@@ -60,8 +67,18 @@ def lr_multiplier(optim: OptimConfig, max_steps: int) -> Callable[[int], float]:
     return factor
 
 
+def scaled_groups(named: Iterable[tuple[str, Any]], optim: OptimConfig) -> list[dict]:
+    """(name, parameter) pairs → AdamW param groups, one per rate multiplier of ``optim.lr_scale``."""
+    groups: dict[float, list] = {}
+    for name, parameter in named:
+        factor = next((f for pattern, f in optim.lr_scale.items() if pattern in name), 1.0)
+        groups.setdefault(float(factor), []).append(parameter)
+    return [{"params": params, "lr": optim.learning_rate * factor} for factor, params in sorted(groups.items())]
+
+
 def build_optimizer(params: Iterable[Any], optim: OptimConfig, max_steps: int):
-    """AdamW over ``params`` (tensors or param-group dicts) and its LambdaLR schedule."""
+    """AdamW over ``params`` (tensors or param-group dicts, e.g. from :func:`scaled_groups`) and its
+    LambdaLR schedule (the same factor on every group's own rate)."""
     import torch
 
     check_optim(optim, max_steps)

@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config")
     parser.add_argument("--clips", type=int, required=True, help="number of synthetic training clips")
     parser.add_argument("--clip-seed", type=int, default=0, help="SyntheticClipDataset seed")
+    parser.add_argument("--recolour", action="store_true",
+                        help="rotate the hue of half the sprites, frames and reference alike (tora2/synthetic/clips.py)")
     parser.add_argument("--curriculum", default=None,
                         help="phases ENTITIES:KINDS[:UNTIL_STEP], comma-separated, e.g. 1:gradient:1500,3:all "
                              "(default: 1-3 entities over every background from the start)")
@@ -76,10 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_train_config(args.config, args.overrides + ["progress=true"])
         (height, width), = [tuple(b) for b in cfg.data.buckets]
         if args.curriculum is None:
-            dataset = SyntheticClipDataset(args.clips, args.clip_seed, "train", cfg.data.num_frames, height, width)
+            dataset = SyntheticClipDataset(args.clips, args.clip_seed, "train", cfg.data.num_frames, height, width,
+                                           recolour=args.recolour)
         else:
             dataset = CurriculumDataset(parse_curriculum(args.curriculum), args.clips, args.clip_seed, "train",
-                                        cfg.data.num_frames, height, width)
+                                        cfg.data.num_frames, height, width, recolour=args.recolour)
         if args.encode_only and cfg.data.cache_dir is None:
             raise InputError("--encode-only fills data.cache_dir, which is not set; give --set data.cache_dir=DIR")
         components = build_components(cfg)
@@ -93,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         # The data is not part of TrainConfig: record it beside config.yaml so the run can be repeated.
         from tora2.io import write_json_atomic
 
-        write_json_atomic({"clips": args.clips, "clip_seed": args.clip_seed, "curriculum": args.curriculum},
+        write_json_atomic({"clips": args.clips, "clip_seed": args.clip_seed, "curriculum": args.curriculum,
+                           "recolour": args.recolour},
                           Path(cfg.output_dir) / "data.json")
         result = train(cfg, dataset, entity_encoder=encoder, components=components, resume=args.resume)
     except InputError as error:

@@ -26,7 +26,7 @@ fi
 if [[ -z "$RESUME" ]]; then
   "$PY" scripts/train_embedded.py configs/train/embedded-gradient.yaml --clips "$CLIPS" --curriculum 3:gradient
 fi
-"$PY" scripts/train_embedded.py configs/train/embedded-reference.yaml --clips "$CLIPS" --clip-seed 1 --curriculum 3:gradient ${RESUME:+--resume "$RESUME"}
+"$PY" scripts/train_embedded.py configs/train/embedded-reference.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient ${RESUME:+--resume "$RESUME"}
 "$PY" scripts/plot_training.py runs/embedded -o docs/training-curves.png --json docs/training-curves.json
 
 if [[ $SHIP == 1 ]]; then

@@ -53,3 +53,29 @@ def test_writer_refuses_existing_folders_and_odd_sizes(tmp_path):
         write_dataset(tmp_path / "odd", 1, num_frames=3, height=65, width=64)
     assert not (tmp_path / "odd").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]  # no staging folder left behind
+
+
+def test_recolouring_rotates_some_hues_in_frames_and_references_and_changes_nothing_else():
+    from tora2.synthetic.clips import rotate_hue
+
+    plain = SyntheticClipDataset(12, 1, "train", 9, 64, 64, 3, ("gradient",))
+    recoloured = SyntheticClipDataset(12, 1, "train", 9, 64, 64, 3, ("gradient",), recolour=True)
+    changed = total = 0
+    for i in range(12):
+        frames_a, caption_a, entities_a = plain.clip(i)
+        frames_b, caption_b, entities_b = recoloured.clip(i)
+        assert caption_a == caption_b
+        for a, b in zip(entities_a, entities_b):
+            assert np.array_equal(a.points, b.points) and np.array_equal(a.sizes, b.sizes) and a.sprite.name == b.sprite.name
+            assert np.array_equal(a.sprite.image[..., 3], b.sprite.image[..., 3])  # same shape
+            total += 1
+            changed += not np.array_equal(a.sprite.image, b.sprite.image)
+        item = recoloured[i]
+        assert all(np.array_equal(s.reference, e.sprite.image) for s, e in zip(item["entities"], entities_b))  # reference = drawn sprite
+        assert item["key"].endswith("-recolour") and not plain[i]["key"].endswith("-recolour")
+        if all(np.array_equal(a.sprite.image, b.sprite.image) for a, b in zip(entities_a, entities_b)):
+            assert np.array_equal(frames_a, frames_b)
+    assert 0.25 * total <= changed <= 0.75 * total
+    red = np.zeros((2, 2, 4), np.uint8)
+    red[..., 0], red[..., 3] = 255, 255
+    assert tuple(rotate_hue(red, 120)[0, 0]) == (0, 255, 0, 255)  # red + 120° = green

@@ -7,11 +7,16 @@ frame. The sprite is scaled and rotated about that centre with a little jitter o
 Path seeds: each entity's path is ``random_smooth(seed=path_seed)``. Training clips draw
 ``path_seed`` from [0, 2**31), held-out clips from [2**31, 2**32), so held-out paths are never seen
 in training (the shapes are drawn from the same distribution; the exact curves are new).
+
+Recolouring (``recolour=True``, training only): each entity, with probability ``RECOLOUR_SHARE``, is
+drawn with its hue rotated by a random angle, in the frames and in its reference alike. With only
+124 training sprites a model can memorise each one's look from its embedding and ignore the
+reference; a recoloured sprite's colour is only in its reference, so reading the reference pays.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -26,6 +31,7 @@ SIZE_RANGE = (0.16, 0.26)  # sprite's longer side as a fraction of the frame's s
 SCALE_JITTER = 0.08  # ± relative size change over the clip
 MAX_ROTATION = 12.0  # degrees, either way
 MIN_SIZE = 8  # pixels: below this a sprite is unrecognisable
+RECOLOUR_SHARE = 0.5  # with recolour=True: the share of entities drawn with a rotated hue
 
 
 @dataclass
@@ -140,6 +146,26 @@ def paste_sprite(frame: np.ndarray, sprite: np.ndarray, centre, size: float, ang
     region += warped[..., :3]
 
 
+def rotate_hue(image: np.ndarray, degrees: float) -> np.ndarray:
+    """(h, w, 4) uint8 RGBA → the same with every pixel's hue rotated by ``degrees``; alpha unchanged."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2HSV)  # OpenCV hue: 0..179 = 0..358°
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(degrees / 2.0))) % 180).astype(np.uint8)
+    out = np.concatenate([cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), image[..., 3:]], axis=2)
+    out.setflags(write=False)
+    return out
+
+
+def recolour_entities(rng: np.random.Generator, entities: list[SyntheticEntity]) -> list[SyntheticEntity]:
+    """Each entity with probability RECOLOUR_SHARE gets its sprite's hue rotated by 30–330°."""
+    out = []
+    for e in entities:
+        draw, angle = rng.random(), rng.uniform(30.0, 330.0)  # two draws per entity either way
+        if draw < RECOLOUR_SHARE:
+            e = replace(e, sprite=replace(e.sprite, image=rotate_hue(e.sprite.image, angle)))
+        out.append(e)
+    return out
+
+
 def render_clip(background: np.ndarray, entities: list[SyntheticEntity]) -> np.ndarray:
     """Composite the entities (first below, last on top) over a static background → (F, H, W, 3) uint8."""
     num_frames = len(entities[0].points) if entities else 1
@@ -153,11 +179,13 @@ def render_clip(background: np.ndarray, entities: list[SyntheticEntity]) -> np.n
 
 
 def synthesize_clip(rng: np.random.Generator, sprites: list[Sprite], num_frames: int, height: int, width: int,
-                    num_entities: int, split: str = "train", background_kinds: tuple[str, ...] = KINDS):
+                    num_entities: int, split: str = "train", background_kinds: tuple[str, ...] = KINDS,
+                    recolour: bool = False):
     """One clip → (frames (F, H, W, 3) uint8, caption, entities with exact per-frame centres and visibility).
 
-    ``num_entities`` distinct sprites are drawn from ``sprites``; ``split`` picks the path-seed range.
-    Deterministic given ``rng``'s state.
+    ``num_entities`` distinct sprites are drawn from ``sprites``; ``split`` picks the path-seed range;
+    ``recolour`` rotates some sprites' hues (module docstring; its draws come last, so the clip is
+    otherwise the one drawn without it). Deterministic given ``rng``'s state.
     """
     check_size(num_frames, height, width)
     if not 1 <= num_entities <= len(sprites):
@@ -165,5 +193,7 @@ def synthesize_clip(rng: np.random.Generator, sprites: list[Sprite], num_frames:
     background, _ = make_background(rng, height, width, kinds=background_kinds)
     chosen = rng.choice(len(sprites), size=num_entities, replace=False)
     entities = [make_entity(rng, sprites[int(k)], i, num_frames, height, width, split) for i, k in enumerate(chosen)]
+    if recolour:
+        entities = recolour_entities(rng, entities)
     frames = render_clip(background, entities)
     return frames, make_caption(entities, height, width), entities

@@ -61,12 +61,12 @@ class CurriculumDataset(torch.utils.data.Dataset):
     """``length`` synthetic clips per phase; ``set_step(step)`` selects the phase the next items come from."""
 
     def __init__(self, phases: list[Phase], length: int, seed: int = 0, split: str = "train", num_frames: int = 9,
-                 height: int = 64, width: int = 64):
+                 height: int = 64, width: int = 64, recolour: bool = False):
         if not phases:
             raise InputError("a curriculum needs at least one phase")
         self.phases = list(phases)
-        self.datasets = [SyntheticClipDataset(length, seed, split, num_frames, height, width, p.max_entities, p.background_kinds)
-                         for p in self.phases]
+        self.datasets = [SyntheticClipDataset(length, seed, split, num_frames, height, width, p.max_entities, p.background_kinds,
+                                              recolour) for p in self.phases]
         self.phase = 0
 
     def phase_at(self, step: int) -> int:

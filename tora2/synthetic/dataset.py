@@ -44,7 +44,8 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, length: int, seed: int = 0, split: str = "train", num_frames: int = 9, height: int = 64,
-                 width: int = 64, max_entities: int = MAX_ENTITIES, background_kinds: tuple[str, ...] | None = None):
+                 width: int = 64, max_entities: int = MAX_ENTITIES, background_kinds: tuple[str, ...] | None = None,
+                 recolour: bool = False):
         from tora2.synthetic.backgrounds import KINDS
 
         check_split(split)
@@ -61,9 +62,10 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
         self.length, self.seed, self.split = length, seed, split
         self.num_frames, self.height, self.width, self.max_entities = num_frames, height, width, max_entities
         self.background_kinds = kinds
+        self.recolour = recolour
         # Clips drawn from a narrower mix are different clips: their keys (and cache entries) say so.
         self.key_suffix = ("" if kinds == tuple(KINDS) else "-" + "+".join(kinds)) + (
-            "" if max_entities == MAX_ENTITIES else f"-max{max_entities}")
+            "" if max_entities == MAX_ENTITIES else f"-max{max_entities}") + ("-recolour" if recolour else "")
 
     def __len__(self) -> int:
         return self.length
@@ -75,7 +77,7 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
         rng = clip_rng(self.seed, self.split, index)
         count = num_entities_for(rng, self.max_entities)
         return synthesize_clip(rng, self.sprites, self.num_frames, self.height, self.width, count, self.split,
-                               self.background_kinds)
+                               self.background_kinds, self.recolour)
 
     def __getitem__(self, index: int) -> dict:
         frames, caption, entities = self.clip(index)

@@ -82,7 +82,7 @@ def main() -> None:
                        f"{d['heldout_retrieval_top1'][-1]:.2f})", np.array(d["step"]), {"contrastive": np.array(d["loss"])}))
     for stage, title in (("full", "stage 3 (full): transformer + DPE"),
                          ("grad", "stage 4: the same on gradient backgrounds"),
-                         ("ref", "stage 5: + reference latents (new clips)")):
+                         ("ref", "stage 5 (not shipped): + reference latents, recoloured clips")):
         losses = folder(stage) / "losses.json"
         if losses.is_file():
             d = numbers[stage] = json.loads(losses.read_text())

@@ -4,11 +4,12 @@
 #   2. the text and image encoders, CLIP-style      (configs/train/embedded-encoders.yaml, tora2/training/pretrain_encoders.py)
 #   3. transformer + DPE, stage `full`, curriculum  (configs/train/embedded.yaml, scripts/train_embedded.py)
 #   4. the same, fine-tuned on gradient backgrounds  (configs/train/embedded-gradient.yaml)
-#   5. + reference latents, from stage 4's weights   (configs/train/embedded-reference.yaml)
-#   6. copy the pipeline into the package and write the training-curve plot.
+#   5. only with STAGE5=1: + reference latents, from stage 4's weights (configs/train/embedded-reference.yaml;
+#      measured, not shipped: docs/results.md, "Reference latents")
+#   6. copy stage 4's pipeline into the package and write the training-curve plot.
 # Usage: scripts/train_embedded.sh [--no-ship]   (PYTHON=... the interpreter; CLIPS=800 per curriculum phase;
-#        CURRICULUM=... stage 3's phases, see tora2/synthetic/curriculum.py; RESUME=latest continues stage 5
-#        from its last checkpoint, stages 1-4 being done)
+#        CURRICULUM=... stage 3's phases, see tora2/synthetic/curriculum.py; RESUME=latest continues stage 4
+#        from its last checkpoint, stage 3 being done)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -23,15 +24,15 @@ if [[ -z "$RESUME" ]]; then
   "$PY" -m tora2.training.pretrain_encoders configs/train/embedded-encoders.yaml
   "$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM"
 fi
-if [[ -z "$RESUME" ]]; then
-  "$PY" scripts/train_embedded.py configs/train/embedded-gradient.yaml --clips "$CLIPS" --curriculum 3:gradient
+"$PY" scripts/train_embedded.py configs/train/embedded-gradient.yaml --clips "$CLIPS" --curriculum 3:gradient ${RESUME:+--resume "$RESUME"}
+if [[ "${STAGE5:-0}" == 1 ]]; then
+  "$PY" scripts/train_embedded.py configs/train/embedded-reference.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient
 fi
-"$PY" scripts/train_embedded.py configs/train/embedded-reference.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient ${RESUME:+--resume "$RESUME"}
 "$PY" scripts/plot_training.py runs/embedded -o docs/training-curves.png --json docs/training-curves.json
 
 if [[ $SHIP == 1 ]]; then
   rm -rf tora2/data/embedded.tmp
-  cp -r runs/embedded/ref/pipeline tora2/data/embedded.tmp
+  cp -r runs/embedded/grad/pipeline tora2/data/embedded.tmp
   rm -rf tora2/data/embedded
   mv tora2/data/embedded.tmp tora2/data/embedded
   du -sh tora2/data/embedded

@@ -1,0 +1,30 @@
+"""scripts/reference_colour.py: the patch colour on a path, and a run on the embedded model."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("reference_colour", ROOT / "scripts" / "reference_colour.py")
+reference_colour = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reference_colour)
+
+
+def test_patch_colour_reads_the_patch_on_the_path_in_every_frame():
+    frames = np.zeros((2, 32, 32, 3), np.uint8)
+    frames[0, 6:15, 6:15] = (200, 0, 0)  # a 9×9 red patch at (10, 10) in frame 0
+    frames[1, 16:25, 16:25] = (0, 100, 0)  # a green one at (20, 20) in frame 1
+    colour = reference_colour.patch_colour(frames, np.array([[10.0, 10.0], [20.0, 20.0]]))
+    assert np.allclose(colour, (100, 50, 0))
+
+
+def test_script_runs_on_the_embedded_model():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference_colour.py"), "--cases", "1", "--steps", "2"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("tora2-embedded:") and lines[1].startswith("1e-000")
+    assert float(lines[-1].rsplit(":", 1)[1]) > 0

@@ -447,12 +447,11 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         m_valid = torch.ones_like(visible)
         valid = torch.cat([p_present[..., None].expand(-1, -1, num_queries), m_valid], dim=2)  # (B, E, Q+F)
         valid = valid & entity_mask[..., None]
-        bias = None
+        bias = per_entity_bias = None
         if cfg.entity_locality_sigma is not None:
             token_grid = (num_frames, *level0.shape[-2:])  # (F, h, w)
-            bias = trajectory_locality_bias(
-                entity_positions, visible, token_grid, cfg.entity_locality_sigma, num_queries + num_frames
-            ).to(dtype)  # (B, N, S)
+            per_entity_bias = trajectory_locality_bias(entity_positions, visible, token_grid, cfg.entity_locality_sigma, 1)
+            bias = per_entity_bias.repeat_interleave(num_queries + num_frames, dim=2).to(dtype)  # (B, N, E) → (B, N, S)
         conditions = Tora2Conditions(
             entity_tokens=rearrange(tokens, "b e n d -> b (e n) d").to(dtype),  # (B, S, De)
             entity_valid=rearrange(valid, "b e n -> b (e n)"),  # (B, S)
@@ -475,10 +474,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
             r_valid = present & entity_mask  # (B, E): dropped references (guidance, training dropout) are dropped here too
             conditions.reference_tokens = rearrange(r, "b e n d -> b (e n) d").to(dtype)  # (B, E·R, De)
             conditions.reference_valid = r_valid[..., None].expand(-1, -1, count).reshape(batch, -1)  # (B, E·R)
-            token_grid = (num_frames, *level0.shape[-2:])  # (F, h, w)
-            conditions.reference_bias = trajectory_locality_bias(
-                entity_positions, visible, token_grid, cfg.entity_locality_sigma, count
-            ).to(dtype)  # (B, N, E·R)
+            conditions.reference_bias = per_entity_bias.repeat_interleave(count, dim=2).to(dtype)  # (B, N, E·R)
         return conditions
 
     def prepare_conditions(

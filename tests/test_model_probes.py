@@ -1,4 +1,4 @@
-"""scripts/reference_colour.py: the patch colour on a path, and a run on the embedded model."""
+"""scripts/reference_colour.py and scripts/presence_by_frame.py: their measurements, and a run on the embedded model."""
 
 import importlib.util
 import subprocess
@@ -28,3 +28,18 @@ def test_script_runs_on_the_embedded_model():
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("tora2-embedded:") and lines[1].startswith("1e-000")
     assert float(lines[-1].rsplit(":", 1)[1]) > 0
+
+
+def test_presence_is_the_reference_similarity_of_the_crop_at_the_requested_point():
+    spec = importlib.util.spec_from_file_location("presence_by_frame", ROOT / "scripts" / "presence_by_frame.py")
+    presence_by_frame = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(presence_by_frame)
+    from tora2.evaluation import make_cases
+    from tora2.evaluation.metrics import ColorHistogram
+
+    case = make_cases(1, 9, 64, 64, entity_counts=(1,))[0]
+    histogram = ColorHistogram()
+    own = presence_by_frame.presence(case.frames, case.entities[0], histogram)  # (F,)
+    blank = presence_by_frame.presence(np.full_like(case.frames, 255), case.entities[0], histogram)
+    assert own.shape == (9,) and own.min() > 0.3  # the sprite is there in every frame of the render
+    assert (blank < own).all()

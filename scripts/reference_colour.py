@@ -9,13 +9,12 @@ the requested path (all frames) is compared. Prints one row per case and the mea
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
-import torch
 
-from tora2.evaluation import make_cases
+from tora2.evaluation import make_cases, pipeline_generator
 from tora2.pipelines.embedded import load_pipeline
-from tora2.specs import EntitySpec
 from tora2.synthetic.clips import rotate_hue
 
 ROTATIONS = (120, 240)
@@ -37,20 +36,20 @@ def main() -> None:
     args = parser.parse_args()
     pipe, model_id = load_pipeline(args.model)
     pipe.set_progress_bar_config(disable=True)
+    generate = pipeline_generator(pipe, num_inference_steps=args.steps, seed=0)
 
-    def generate(case, image) -> np.ndarray:
+    def recoloured(case, degrees: float):
+        """The case with its entity's sprite (the reference it is given) hue-rotated."""
         entity = case.entities[0]
-        spec = EntitySpec(entity.text, image=image, trajectory=entity.points.copy(), visible=entity.visible.copy(), kind="object")
-        out = pipe(case.prompt, entities=[spec], num_frames=9, height=64, width=64, num_inference_steps=args.steps,
-                   generator=torch.Generator().manual_seed(0), output_type="np").frames[0]
-        return np.clip(np.rint(np.asarray(out) * 255), 0, 255).astype(np.uint8)
+        sprite = replace(entity.sprite, image=rotate_hue(entity.sprite.image, degrees))
+        return replace(case, entities=[replace(entity, sprite=sprite)])
 
     changes = []
     print(f"{model_id}: mean RGB on the path with the reference as is / hue +120° / +240°")
     for case in make_cases(args.cases, 9, 64, 64, entity_counts=(1,)):
-        image, points = np.array(case.entities[0].sprite.image), case.entities[0].points
-        colours = [patch_colour(generate(case, image), points)]
-        colours += [patch_colour(generate(case, rotate_hue(image, d)), points) for d in ROTATIONS]
+        points = case.entities[0].points
+        colours = [patch_colour(generate(case), points)]
+        colours += [patch_colour(generate(recoloured(case, d)), points) for d in ROTATIONS]
         changes += [float(np.abs(c - colours[0]).mean()) for c in colours[1:]]
         print(f"{case.id} {case.entities[0].text}: " + " / ".join(str(tuple(int(v) for v in c.round())) for c in colours))
     print(f"mean |Δ colour| when the reference's hue turns: {np.mean(changes):.1f}")

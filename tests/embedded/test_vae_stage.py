@@ -156,6 +156,9 @@ def test_shipped_configs_load():
     assert cfg.stage == "full" and cfg.data.buckets == [[64, 64]]
     vae_cfg = load_vae_config(ROOT / "configs/train/embedded-vae.yaml")
     assert vae_cfg.data.height == 64 and vae_cfg.model.config == "configs/train/embedded-model.yaml"
+    pixel_vae = load_vae_config(ROOT / "configs/train/embedded-pixel-vae.yaml")
+    pixel = load_train_config(ROOT / "configs/train/embedded-pixel.yaml")
+    assert pixel_vae.model.vae["type"] == "pixel" and pixel.model.pretrained == f"{pixel_vae.output_dir}/pipeline"
 
 
 def test_collapse_time_kernels_keeps_still_videos_and_stops_frame_mixing():
@@ -191,3 +194,37 @@ def test_collapse_time_kernels_keeps_still_videos_and_stops_frame_mixing():
     optimizer.step()
     taps = [m.conv.weight[:, :, :-1] for m in vae.modules() if type(m).__name__ == "CogVideoXCausalConv3d" and m.time_kernel_size > 1]
     assert taps and all(float(t.detach().abs().max()) == 0.0 for t in taps)
+
+
+def test_vae_stage_fits_a_pixel_autoencoder_and_the_next_stage_starts_from_it(tmp_path):
+    """configs/train/embedded-pixel-vae.yaml's recipe on tiny models: a pixel autoencoder has no
+    weights, so the stage only sets its channel statistics and saves a pipeline whose transformer
+    is rebuilt for the wider latent; model.init_weights_skip then loads every other saved layer."""
+    from tora2.training.loop import build_components
+
+    overrides = dict(model=dict(config="tiny", vae=dict(type="pixel", spatial_compression_ratio=8),
+                                transformer=dict(in_channels=192, out_channels=192, temporal_compression_ratio=1)))
+    result = train_vae(_cfg(tmp_path, **overrides))
+    assert result.steps == [] and result.pipeline_dir == tmp_path / "vae" / "pipeline"
+    vae = build_components(load_train_config(None, {"model.pretrained": str(result.pipeline_dir)}))["vae"]
+    assert type(vae).__name__ == "PixelShuffleAutoencoder" and vae.config.latent_channels == 192
+    assert float(vae.channel_std.min()) > 0.05 and not torch.equal(vae.channel_mean, torch.zeros(192))
+    narrow = build_tiny_components("tiny", seed=3)["transformer"]
+    narrow.save_pretrained(tmp_path / "narrow")
+    with pytest.raises(InputError, match="has different layers .*patch_embed.proj.weight"):
+        build_components(load_train_config(None, {"model.pretrained": str(result.pipeline_dir),
+                                                  "model.init_weights": {"transformer": str(tmp_path / "narrow")}}))
+    skip = ["patch_embed.proj.", "proj_out.", "traj_extractor.conv_in."]
+    wide = build_components(load_train_config(None, {"model.pretrained": str(result.pipeline_dir),
+                                                     "model.init_weights": {"transformer": str(tmp_path / "narrow")},
+                                                     "model.init_weights_skip": {"transformer": skip}}))["transformer"]
+    own, saved = wide.state_dict(), narrow.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in saved.items() if not k.startswith(tuple(skip)))
+    assert own["patch_embed.proj.weight"].shape[1] == 192
+    with pytest.raises(InputError, match="no layer of the model starts with 'proj_in.'"):
+        build_components(load_train_config(None, {"model.pretrained": str(result.pipeline_dir),
+                                                  "model.init_weights": {"transformer": str(tmp_path / "narrow")},
+                                                  "model.init_weights_skip": {"transformer": ["proj_in."]}}))
+    with pytest.raises(InputError, match="model.init_weights_skip names vae, which model.init_weights does not load"):
+        build_components(load_train_config(None, {"model.pretrained": str(result.pipeline_dir),
+                                                  "model.init_weights_skip": {"vae": ["x"]}}))

@@ -1,9 +1,10 @@
+import pytest
 import math
 
 import torch
 import torch.nn.functional as F
 
-from tora2.training.losses import motion_appearance_contrastive_loss, v_prediction_loss
+from tora2.training.losses import motion_appearance_contrastive_loss, diffusion_loss
 
 SCALE = torch.tensor(math.log(1 / 0.07))
 
@@ -47,7 +48,7 @@ def test_symmetric():
     assert torch.allclose(motion_appearance_contrastive_loss(a, b, SCALE), motion_appearance_contrastive_loss(b, a, SCALE))
 
 
-def test_v_prediction_loss_is_zero_for_the_true_velocity():
+def test_diffusion_loss_is_zero_for_the_true_velocity():
     g = torch.Generator().manual_seed(0)
     latents, noise = torch.randn(2, 3, 4, 8, 8, generator=g), torch.randn(2, 3, 4, 8, 8, generator=g)
     alphas_cumprod = torch.linspace(0.999, 0.01, 1000)
@@ -55,8 +56,26 @@ def test_v_prediction_loss_is_zero_for_the_true_velocity():
     a = alphas_cumprod[t].view(-1, 1, 1, 1, 1)
     noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
     velocity = a.sqrt() * noise - (1 - a).sqrt() * latents
-    assert v_prediction_loss(velocity, noisy, latents, t, alphas_cumprod).item() < 1e-8
-    assert v_prediction_loss(torch.zeros_like(velocity), noisy, latents, t, alphas_cumprod).item() > 0.1
+    assert diffusion_loss(velocity, noisy, latents, t, alphas_cumprod).item() < 1e-8
+    assert diffusion_loss(torch.zeros_like(velocity), noisy, latents, t, alphas_cumprod).item() > 0.1
+
+
+def test_x_prediction_loss_is_the_velocity_error_of_the_implied_v_with_a_capped_weight():
+    g = torch.Generator().manual_seed(0)
+    latents, noise, guess = (torch.randn(2, 3, 4, 8, 8, generator=g) for _ in range(3))
+    alphas_cumprod = torch.linspace(0.9999, 0.01, 1000)
+    t = torch.tensor([400, 900])
+    a = alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+    noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+    assert diffusion_loss(latents, noisy, latents, t, alphas_cumprod, prediction_type="sample").item() < 1e-10
+    implied_v = (a.sqrt() * noisy - guess) / (1 - a).sqrt()  # the v whose x̂0 is `guess`
+    assert torch.allclose(diffusion_loss(guess, noisy, latents, t, alphas_cumprod, prediction_type="sample"),
+                          diffusion_loss(implied_v, noisy, latents, t, alphas_cumprod), rtol=1e-4)
+    t0 = torch.tensor([0, 0])  # σ² = 1e-4: the weight is capped at 1 / 0.05²
+    capped = diffusion_loss(guess, noisy, latents, t0, alphas_cumprod, prediction_type="sample")
+    assert torch.allclose(capped, 400 * (guess - latents).pow(2).mean(), rtol=1e-5)
+    with pytest.raises(ValueError, match="prediction_type 'epsilon' is not trained here"):
+        diffusion_loss(guess, noisy, latents, t, alphas_cumprod, prediction_type="epsilon")
 
 
 def test_entity_loss_weights_peak_at_visible_entities_only():
@@ -72,13 +91,13 @@ def test_entity_loss_weights_peak_at_visible_entities_only():
     assert torch.equal(entity_loss_weights(positions[:, :0], visible[:, :0], (2, 4, 4), 4.0, 0.1), torch.ones(1, 2, 1, 4, 4))
 
 
-def test_v_prediction_loss_with_unit_weight_equals_without():
-    from tora2.training.losses import v_prediction_loss
+def test_diffusion_loss_with_unit_weight_equals_without():
+    from tora2.training.losses import diffusion_loss
 
     g = torch.Generator().manual_seed(0)
     out, noisy, clean = (torch.randn(2, 3, 4, 4, 4, generator=g) for _ in range(3))
     alphas = torch.linspace(0.99, 0.01, 1000)
     t = torch.tensor([10, 900])
-    plain = v_prediction_loss(out, noisy, clean, t, alphas)
-    assert torch.equal(plain, v_prediction_loss(out, noisy, clean, t, alphas, torch.ones(2, 3, 1, 4, 4)))
-    assert torch.allclose(2 * plain, v_prediction_loss(out, noisy, clean, t, alphas, torch.full((2, 3, 1, 4, 4), 2.0)))
+    plain = diffusion_loss(out, noisy, clean, t, alphas)
+    assert torch.equal(plain, diffusion_loss(out, noisy, clean, t, alphas, torch.ones(2, 3, 1, 4, 4)))
+    assert torch.allclose(2 * plain, diffusion_loss(out, noisy, clean, t, alphas, torch.full((2, 3, 1, 4, 4), 2.0)))

@@ -2,9 +2,11 @@
 
 Sections (each a dict of keyword arguments):
 
-* ``vae``: ``AutoencoderKLCogVideoX`` kwargs. The tiny one keeps the real model's compression —
-  8× spatial (four levels, three downsamples) and 4× temporal — so every size rule the real model
-  has also holds for it. Code reads both ratios from the VAE (``vae_compression``), never a literal.
+* ``vae``: ``type`` (``cogvideox`` = ``AutoencoderKLCogVideoX``, the default, or ``pixel`` =
+  ``PixelShuffleAutoencoder``, lossless space-to-depth for pixel-space diffusion) plus its kwargs.
+  The tiny CogVideoX one keeps the real model's compression — 8× spatial (four levels, three
+  downsamples) and 4× temporal — so every size rule the real model has also holds for it. Code
+  reads both ratios from the VAE's config (``vae_compression``), never a literal.
 * ``text_encoder``: ``T5Config`` kwargs for a ``T5EncoderModel``; ``vocab_size`` defaults to the
   tokenizer's length.
 * ``tokenizer``: ``vocab`` (a word list file; ``default`` = ``tora2/data/vocab.txt``, emoji names
@@ -31,10 +33,13 @@ from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel, T5To
 from tora2.errors import InputError
 from tora2.models.configs import build_personalization, build_transformer, load_model_config
 from tora2.models.encoders import SemanticImageEncoder
+from tora2.models.pixel_autoencoder import PixelShuffleAutoencoder
+from tora2.pipelines.model_info import vae_config_compression
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_VOCAB = DATA_DIR / "vocab.txt"
 SCHEDULERS = {"dpm": CogVideoXDPMScheduler, "ddim": CogVideoXDDIMScheduler}
+VAES = {"cogvideox": AutoencoderKLCogVideoX, "pixel": PixelShuffleAutoencoder}
 # CogVideoX's released scheduler settings (THUDM/CogVideoX-2b scheduler_config.json).
 COGVIDEOX_SCHEDULER = dict(
     num_train_timesteps=1000,
@@ -63,10 +68,8 @@ def _init_args(cls) -> list[str]:
 
 
 def vae_compression(vae) -> tuple[int, int]:
-    """(temporal, spatial) compression of a CogVideoX VAE, from its config."""
-    temporal = int(vae.config.temporal_compression_ratio)
-    spatial = 2 ** (len(vae.config.block_out_channels) - 1)
-    return temporal, spatial
+    """(temporal, spatial) compression of a pipeline's VAE (either class), from its config."""
+    return vae_config_compression(dict(vae.config))
 
 
 # ------------------------------------------------------------------------------------------ tokenizer
@@ -125,9 +128,15 @@ def build_text_encoder(section: dict[str, Any], vocab_size: int) -> T5EncoderMod
     return T5EncoderModel(T5Config(**kwargs)).eval()
 
 
-def build_vae(section: dict[str, Any]) -> AutoencoderKLCogVideoX:
-    _check_keys(section, _init_args(AutoencoderKLCogVideoX), "vae section")
-    return AutoencoderKLCogVideoX(**section).eval()
+def build_vae(section: dict[str, Any]) -> AutoencoderKLCogVideoX | PixelShuffleAutoencoder:
+    """``type`` cogvideox (the default: ``AutoencoderKLCogVideoX``) or pixel (``PixelShuffleAutoencoder``) + kwargs."""
+    kwargs = dict(section)
+    kind = kwargs.pop("type", "cogvideox")
+    if kind not in VAES:
+        raise InputError(f"vae type {kind!r} is not supported; use one of {', '.join(VAES)}")
+    cls = VAES[kind]
+    _check_keys(kwargs, _init_args(cls), "vae section")
+    return cls(**kwargs).eval()
 
 
 def build_scheduler(section: dict[str, Any] | None = None):

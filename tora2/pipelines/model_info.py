@@ -27,6 +27,13 @@ VAE_BYTES_PER_CHANNEL = 4 * 20  # per pixel and first-level channel of a frame c
 FRAME_BYTES = 4 * 3 * 4  # per output pixel: float frames, the uint8 copy, the overlay and the flow video
 
 
+def vae_config_compression(vae: dict) -> tuple[int, int]:
+    """(temporal, spatial) compression from a VAE's config fields: a ``spatial_compression_ratio``
+    field (``PixelShuffleAutoencoder``) or, for CogVideoX's VAE, one halving per level after the first."""
+    spatial = vae.get("spatial_compression_ratio") or 2 ** (len(vae["block_out_channels"]) - 1)
+    return int(vae.get("temporal_compression_ratio", 4)), int(spatial)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Sizes and limits of a Tora2 pipeline folder."""
@@ -43,7 +50,7 @@ class ModelInfo:
     heads: int
     num_layers: int
     text_tokens: int
-    vae_channels: int  # the VAE's first-level channel count (its full-resolution activations)
+    vae_channels: int  # the VAE's first-level channel count (its full-resolution activations; 0: none)
     weight_bytes: int  # every safetensors/bin file in the folder
 
 
@@ -55,7 +62,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         vae = json.loads((path / "vae" / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(f"{path} is not a complete Tora2 pipeline folder ({error}); pass another --model") from None
-    spatial = 2 ** (len(vae["block_out_channels"]) - 1)
+    temporal, spatial = vae_config_compression(vae)
     weights = sum(p.stat().st_size for p in path.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
     return ModelInfo(
         path=path,
@@ -64,13 +71,13 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         height=int(transformer["sample_height"]) * spatial,
         width=int(transformer["sample_width"]) * spatial,
         max_entities=0 if transformer.get("entity_dim") is None else int(transformer.get("max_entities", 0)),
-        temporal=int(vae.get("temporal_compression_ratio", 4)),
+        temporal=temporal,
         spatial=spatial,
         hidden=int(transformer["num_attention_heads"]) * int(transformer["attention_head_dim"]),
         heads=int(transformer["num_attention_heads"]),
         num_layers=int(transformer["num_layers"]),
         text_tokens=int(transformer.get("max_text_seq_length", 226)),
-        vae_channels=int(vae["block_out_channels"][0]),
+        vae_channels=int(vae.get("block_out_channels", [0])[0]),
         weight_bytes=weights,
     )
 

@@ -32,6 +32,7 @@ from einops import rearrange
 # model_index.json entries such as ["tora2.models.personalization", "PersonalizationExtractor"] through
 # sys.modules, finds them in any fresh process.
 import tora2.models.personalization  # noqa: F401
+import tora2.models.pixel_autoencoder  # noqa: F401
 import tora2.models.transformer_tora2  # noqa: F401
 from tora2.errors import InputError
 from tora2.models.encoders import white_square

@@ -31,6 +31,10 @@ class ModelSettings:
     scheduler: dict = field(default_factory=dict)
     # Image encoder (SemanticImageEncoder) fields to change: the encoder is rebuilt at fresh init (seeded).
     image_encoder: dict = field(default_factory=dict)
+    # A VAE to build instead of the pipeline's: a model config's vae section (type + kwargs), e.g.
+    # {type: pixel, spatial_compression_ratio: 4} for pixel-space diffusion (a new latent: the
+    # transformer's in/out channels must follow, through model.transformer).
+    vae: dict = field(default_factory=dict)
     # Components to take from other saved folders instead, e.g. {vae: runs/embedded/vae/pipeline/vae}
     # (stages trained side by side, then combined); each is loaded with its current class.
     components: dict = field(default_factory=dict)
@@ -39,6 +43,10 @@ class ModelSettings:
     # every saved layer must exist with the same shape; layers only the new config has (a module a
     # config field adds) keep their init; config fields without weights may differ.
     init_weights: dict = field(default_factory=dict)
+    # Per model of init_weights, key prefixes whose saved weights are NOT loaded (they keep their
+    # init), e.g. {transformer: [patch_embed.proj, proj_out]} when a new latent width changes the
+    # input and output layers; any other layer whose shape differs is still an error.
+    init_weights_skip: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from tora2.pipelines import conditioning
 from tora2.training.config import TrainConfig, check_config
 from tora2.training.dataset import BucketBatchSampler, ClipDataset
 from tora2.training.encode import SampleEncoder, collate
-from tora2.training.losses import entity_loss_weights, motion_appearance_contrastive_loss, v_prediction_loss
+from tora2.training.losses import diffusion_loss, entity_loss_weights, motion_appearance_contrastive_loss
 from tora2.training.optim import build_optimizer, scaled_groups
 
 logger = logging.getLogger("tora2.training")
@@ -93,9 +93,10 @@ class TrainingState:
 # ---------------------------------------------------------------------------------------------- setup
 def build_components(cfg: TrainConfig) -> dict:
     """The pipeline components: from ``model.pretrained`` (a pipeline folder) or built from ``model.config``;
-    ``model.components`` replaces named components by saved ones from other folders; with
-    ``model.transformer`` / ``model.image_encoder`` overrides that model is rebuilt at fresh init
-    with them, and ``model.scheduler`` overrides replace the scheduler's fields."""
+    ``model.components`` replaces named components by saved ones from other folders; ``model.vae``
+    builds another VAE; with ``model.transformer`` / ``model.image_encoder`` overrides that model is
+    rebuilt at fresh init with them, and ``model.scheduler`` overrides replace the scheduler's fields;
+    ``model.init_weights`` then loads saved weights (less ``model.init_weights_skip``)."""
     components = _load_components(cfg)
     for name, folder in cfg.model.components.items():
         components[name] = _saved_model(components, "components", name, folder).eval()
@@ -105,11 +106,11 @@ def build_components(cfg: TrainConfig) -> dict:
         config = _config_with(components["image_encoder"], "image_encoder", cfg.model.image_encoder)
         torch.manual_seed(cfg.model.seed)
         components["image_encoder"] = SemanticImageEncoder(**config)
-    if cfg.model.components or cfg.model.image_encoder:
-        from tora2.pipelines.components import check_compatible
+    if cfg.model.vae:
+        from tora2.pipelines.components import build_vae
 
-        check_compatible(components["text_encoder"], components["vae"], components["transformer"],
-                         components.get("personalization"), components.get("image_encoder"))
+        torch.manual_seed(cfg.model.seed)
+        components["vae"] = build_vae(cfg.model.vae)
     if cfg.model.scheduler:
         scheduler = components["scheduler"]
         components["scheduler"] = type(scheduler).from_config(_config_with(scheduler, "scheduler", cfg.model.scheduler))
@@ -122,16 +123,30 @@ def build_components(cfg: TrainConfig) -> dict:
             components["transformer"] = Tora2Transformer3DModel.from_config(config)
         except ValueError as error:
             raise InputError(f"model.transformer {cfg.model.transformer}: {error}") from None
+    if cfg.model.components or cfg.model.image_encoder or cfg.model.vae or cfg.model.transformer:
+        from tora2.pipelines.components import check_compatible
+
+        check_compatible(components["text_encoder"], components["vae"], components["transformer"],
+                         components.get("personalization"), components.get("image_encoder"))
+    unknown = sorted(set(cfg.model.init_weights_skip) - set(cfg.model.init_weights))
+    if unknown:
+        raise InputError(f"model.init_weights_skip names {', '.join(unknown)}, which model.init_weights does not load")
     # Last, so that a model rebuilt with changed fields above starts from the saved weights.
     for name, folder in cfg.model.init_weights.items():
-        _load_init_weights(components[name], _saved_model(components, "init_weights", name, folder), name, folder)
+        _load_init_weights(components[name], _saved_model(components, "init_weights", name, folder), name, folder,
+                           skip=tuple(cfg.model.init_weights_skip.get(name, ())))
     return components
 
 
-def _load_init_weights(model, source, name: str, folder: str) -> list[str]:
+def _load_init_weights(model, source, name: str, folder: str, skip: tuple[str, ...] = ()) -> list[str]:
     """Copy ``source``'s weights into ``model``: every saved key must exist here with the same shape;
-    layers only ``model`` has (a module added by a config field) keep their init. Returns those keys."""
-    own, saved = model.state_dict(), source.state_dict()
+    layers only ``model`` has (a module added by a config field) and keys starting with one of
+    ``skip`` keep their init. Returns those keys."""
+    own = model.state_dict()
+    saved = {k: v for k, v in source.state_dict().items() if not k.startswith(skip)}
+    unused = [prefix for prefix in skip if not any(k.startswith(prefix) for k in own)]
+    if unused:
+        raise InputError(f"model.init_weights_skip.{name}: no layer of the model starts with {unused[0]!r}")
     extra = [k for k in saved if k not in own]
     mismatched = [f"{k} {tuple(v.shape)}≠{tuple(own[k].shape)}" for k, v in saved.items() if k in own and v.shape != own[k].shape]
     if extra or mismatched:
@@ -320,7 +335,8 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
         weight = entity_loss_weights(
             batch["positions"], shown, (latents.shape[1], *latents.shape[-2:]), cfg.entity_loss_weight, cfg.entity_loss_sigma
         )  # (B, F, 1, H, W)
-    diffusion = v_prediction_loss(output.sample, noisy, latents, timesteps, scheduler.alphas_cumprod, weight)
+    diffusion = diffusion_loss(output.sample, noisy, latents, timesteps, scheduler.alphas_cumprod, weight,
+                               scheduler.config.prediction_type)
     contrastive = diffusion.new_zeros(())
     if entity_inputs and getattr(output, "z_p", None) is not None:
         # Only entities whose appearance and motion both survived dropout have a true positive.

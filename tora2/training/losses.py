@@ -1,4 +1,4 @@
-"""Training losses: CogVideoX's v-prediction loss and Tora2's motion–appearance contrastive loss."""
+"""Training losses: CogVideoX's diffusion loss (v- or x-prediction) and Tora2's motion–appearance contrastive loss."""
 
 from __future__ import annotations
 
@@ -31,24 +31,42 @@ def motion_appearance_contrastive_loss(
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
-def v_prediction_loss(
+PREDICTION_TYPES = ("v_prediction", "sample")
+MIN_SIGMA = 0.05  # x-prediction: the 1/σ² weight is capped at 1/0.05² (as JiT caps 1/(1 − t))
+
+
+def diffusion_loss(
     model_output: torch.Tensor,
     noisy_latents: torch.Tensor,
     latents: torch.Tensor,
     timesteps: torch.Tensor,
     alphas_cumprod: torch.Tensor,
     weight: torch.Tensor | None = None,
+    prediction_type: str = "v_prediction",
 ) -> torch.Tensor:
-    """CogVideoX's loss: the model predicts v; the implied clean latents
-    x0 = sqrt(ᾱ)·x_t − sqrt(1 − ᾱ)·v are compared with the true ones, weighted by 1 / (1 − ᾱ_t).
+    """CogVideoX's loss, for the scheduler's ``prediction_type``: the implied clean latents x̂0 are
+    compared with the true ones, weighted by 1 / σ² = 1 / (1 − ᾱ_t), which is the squared error of v.
+
+    * ``v_prediction`` (CogVideoX): the model predicts v; x̂0 = √ᾱ·x_t − σ·v̂.
+    * ``sample`` (x-prediction): the model predicts x̂0 itself; the weight is capped at
+      1 / ``MIN_SIGMA``² where σ → 0. A network whose token is wider than its hidden width (pixel
+      latents: 192 values a token, width 128) cannot carry white noise through, so v (mostly noise
+      at high SNR) is out of its reach while clean images, which lie on a low-dimensional set, are
+      not (Li & He, "Back to Basics: Let Denoising Generative Models Denoise", 2025).
 
     model_output, noisy_latents, latents: (B, F, C, H, W); timesteps: (B,) long;
     alphas_cumprod: the scheduler's (T,) table. weight: optional per-position weights broadcastable to
     the latents, e.g. (B, F, 1, H, W) from :func:`entity_loss_weights`.
     """
     alphas = alphas_cumprod.to(latents.device, torch.float32)[timesteps].view(-1, 1, 1, 1, 1)  # (B, 1, 1, 1, 1)
-    x0_pred = alphas.sqrt() * noisy_latents.float() - (1 - alphas).sqrt() * model_output.float()
-    weights = 1.0 / (1 - alphas)
+    if prediction_type == "v_prediction":
+        x0_pred = alphas.sqrt() * noisy_latents.float() - (1 - alphas).sqrt() * model_output.float()
+        weights = 1.0 / (1 - alphas)
+    elif prediction_type == "sample":
+        x0_pred = model_output.float()
+        weights = 1.0 / (1 - alphas).clamp_min(MIN_SIGMA**2)
+    else:
+        raise ValueError(f"prediction_type {prediction_type!r} is not trained here; use one of {', '.join(PREDICTION_TYPES)}")
     if weight is not None:
         weights = weights * weight.float()  # (B, F, 1, H, W)
     return (weights * (x0_pred - latents.float()) ** 2).flatten(1).mean(1).mean()

@@ -1,5 +1,8 @@
 """Stage ``vae``: train the video VAE (``AutoencoderKLCogVideoX``) on synthetic sprite clips.
 
+(A ``PixelShuffleAutoencoder``, which has no weights to train, gets its per-channel statistics from
+``scaling_clips`` clips instead: :func:`fit_statistics`.)
+
 The embedded default model starts from random weights everywhere, and a random VAE maps frames to
 latents no diffusion model can learn from; so its VAE is trained first, on its own:
 
@@ -281,12 +284,14 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
         dataset = SyntheticClipDataset(data.num_clips, data.seed, "train", data.num_frames, data.height, data.width,
                                        data.max_entities)
     if components is None:
-        components = build_components(TrainConfig(model=cfg.model))
+        components = build_components(TrainConfig(model=cfg.model, stage="full"))  # later stages train the rest
     vae = components["vae"]
     temporal = int(vae.config.temporal_compression_ratio)
     check_frame_count(data.num_frames, temporal, "data.num_frames")
     if data.window:
         check_frame_count(data.window, temporal, "data.window")
+    if not any(True for _ in vae.parameters()):  # PixelShuffleAutoencoder: nothing to train, only statistics
+        return fit_statistics(cfg, components, dataset)
     if cfg.init_vae is not None:
         load_initial_vae(vae, cfg.init_vae)
     if cfg.per_frame:
@@ -351,6 +356,26 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     return result
 
 
+@torch.no_grad()
+def fit_statistics(cfg: VAETrainConfig, components: dict, dataset) -> VAETrainResult:
+    """A parameter-free autoencoder (``PixelShuffleAutoencoder``): its per-channel mean and standard
+    deviation from ``scaling_clips`` whole clips (the clips the scaling factor would use), then the
+    pipeline is saved as after training."""
+    vae = components["vae"]
+    start = time.monotonic()
+    indices = range(len(dataset) - cfg.scaling_clips, len(dataset))
+    videos = torch.stack([dataset[i]["video"] for i in indices])  # (N, F, 3, H, W)
+    vae.set_statistics(rearrange(videos, "b f c h w -> b c f h w"))
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(cfg, output_dir / "config.yaml")
+    result = VAETrainResult(output_dir=output_dir, scaling_factor=float(vae.config.scaling_factor))
+    result.pipeline_dir = save_vae_pipeline(components, vae, output_dir / "pipeline")
+    result.seconds = time.monotonic() - start
+    write_losses(result, output_dir / "losses.json")
+    return result
+
+
 def write_losses(result: VAETrainResult, path: Path) -> None:
     path.write_text(json.dumps({"step": result.steps, "loss": result.losses, "l1": result.l1, "l2": result.l2,
                                 "kl": result.kl, "scaling_factor": result.scaling_factor,
@@ -362,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     from tora2.configuration import run_stage
 
     return run_stage(argv, "tora2.training.vae", "configs/train/embedded-vae.yaml", load_vae_config, train_vae,
-                     lambda cfg, r: f"{cfg.output_dir}: {len(r.steps)} step(s), final l1 {r.l1[-1]:.4f}, "
-                                    f"scaling_factor {r.scaling_factor:.4f}; pipeline {r.pipeline_dir}")
+                     lambda cfg, r: f"{cfg.output_dir}: {len(r.steps)} step(s)"
+                                    + (f", final l1 {r.l1[-1]:.4f}" if r.l1 else " (statistics only)")
+                                    + f", scaling_factor {r.scaling_factor:.4f}; pipeline {r.pipeline_dir}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,78 @@
+"""PixelShuffleAutoencoder: the lossless pixel-space "VAE" (tora2/models/pixel_autoencoder.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from tora2.errors import InputError
+from tora2.models.configs import load_model_config
+from tora2.models.pixel_autoencoder import PixelShuffleAutoencoder
+from tora2.pipelines.components import build_tiny_components, build_vae, vae_compression
+from tora2.pipelines.conditioning import encode_video
+from tora2.pipelines.model_info import read_model_info
+from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+from tora2.specs import EntitySpec
+
+
+def test_round_trip_is_exact_and_statistics_normalise():
+    vae = build_vae({"type": "pixel", "spatial_compression_ratio": 4})
+    assert isinstance(vae, PixelShuffleAutoencoder) and vae.config.latent_channels == 48
+    assert vae_compression(vae) == (1, 4)
+    video = torch.rand(2, 3, 5, 16, 24) * 1.6 - 0.9  # (B, 3, F, H, W)
+    vae.set_statistics(video)
+    posterior = vae.encode(video).latent_dist
+    latents = posterior.mode()
+    assert latents.shape == (2, 48, 5, 4, 6)
+    assert torch.equal(posterior.sample(torch.Generator().manual_seed(0)), latents)  # no posterior noise
+    per_channel = latents.transpose(0, 1).reshape(48, -1)
+    assert torch.allclose(per_channel.mean(1), torch.zeros(48), atol=1e-5)
+    assert torch.allclose(per_channel.std(1), torch.ones(48), atol=1e-4)
+    assert torch.allclose(vae.decode(latents).sample, video, atol=1e-6)
+    # A pixel block lands in the channels of its own latent pixel: the fold is local.
+    bumped = video.clone()
+    bumped[0, 1, 2, 5, 9] += 0.5
+    changed = (vae.encode(bumped).latent_dist.mode() - latents).abs().sum(dim=1)  # (B, F, h, w)
+    assert changed.nonzero().tolist() == [[0, 2, 1, 2]]
+
+
+def test_bad_settings_are_one_line_errors():
+    with pytest.raises(InputError, match="latent_channels=16 must be in_channels · r² = 48"):
+        build_vae({"type": "pixel", "spatial_compression_ratio": 4, "latent_channels": 16})
+    with pytest.raises(InputError, match="never compresses time"):
+        build_vae({"type": "pixel", "temporal_compression_ratio": 4})
+    with pytest.raises(InputError, match="vae type 'jpeg' is not supported; use one of cogvideox, pixel"):
+        build_vae({"type": "jpeg"})
+    with pytest.raises(InputError, match="frame size 18×16 is not a multiple of 4"):
+        build_vae({"type": "pixel"}).encode(torch.zeros(1, 3, 1, 18, 16))
+
+
+def pixel_pipeline() -> Tora2Pipeline:
+    config = load_model_config("tiny")
+    config["vae"] = {"type": "pixel", "spatial_compression_ratio": 2, "sample_height": 16, "sample_width": 16}
+    config["transformer"].update(in_channels=12, out_channels=12, temporal_compression_ratio=1,
+                                 sample_height=8, sample_width=8, sample_frames=5)
+    pipe = Tora2Pipeline(**build_tiny_components(config))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_pipeline_generates_saves_and_loads_through_the_diffusers_layout(tmp_path):
+    pipe = pixel_pipeline()
+    image = np.zeros((12, 12, 4), np.uint8)
+    image[..., 0], image[2:10, 2:10, 3] = 230, 255
+    path = np.stack([np.linspace(2, 13, 5), np.linspace(3, 12, 5)], axis=1)  # (F, 2) pixels
+    kwargs = dict(entities=[EntitySpec("cat", image=image, trajectory=path)], num_frames=5, height=16, width=16,
+                  num_inference_steps=2)
+    frames = pipe("a cat", generator=torch.Generator().manual_seed(0), **kwargs).frames
+    assert frames.shape == (1, 5, 16, 16, 3) and np.isfinite(frames).all()
+    pipe.save_pretrained(tmp_path)
+    loaded = Tora2Pipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.vae).__name__ == "PixelShuffleAutoencoder"
+    assert np.array_equal(loaded("a cat", generator=torch.Generator().manual_seed(0), **kwargs).frames, frames)
+    info = read_model_info(tmp_path)
+    assert (info.spatial, info.temporal, info.height, info.width, info.frames) == (2, 1, 16, 16, 5)
+    # The training encoder and the pipeline's decoder are exact inverses: the autoencoder ceiling is the render.
+    video = torch.rand(1, 5, 3, 16, 16) * 2 - 1  # (B, F, 3, H, W)
+    latents = encode_video(loaded.vae, video)  # (B, F, C, h, w)
+    assert torch.allclose(loaded.decode_latents(latents).permute(0, 2, 1, 3, 4), video, atol=1e-5)

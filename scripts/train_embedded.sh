@@ -7,9 +7,13 @@
 #   5. only with STAGE5=1: + reference latents, from stage 4's weights (configs/train/embedded-reference.yaml;
 #      measured, not shipped: docs/results.md, "Reference latents")
 #   6. copy stage 4's pipeline into the package and write the training-curve plot.
+# With PIXEL=1 the pixel-space model instead (docs/results.md, "Pixel space"):
+#   P1. the lossless pixel autoencoder's channel statistics, the shipped encoders and DPE (configs/train/embedded-pixel-vae.yaml)
+#   P2. transformer + DPE on pixel latents, x-prediction, curriculum on gradients (configs/train/embedded-pixel.yaml)
+#   then P2's pipeline is shipped.
 # Usage: scripts/train_embedded.sh [--no-ship]   (PYTHON=... the interpreter; CLIPS=800 per curriculum phase;
 #        CURRICULUM=... stage 3's phases, see tora2/synthetic/curriculum.py; RESUME=latest continues stage 4
-#        from its last checkpoint, stage 3 being done)
+#        (or P2) from its last checkpoint, the stages before it being done)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -19,12 +23,20 @@ RESUME=${RESUME:-}
 SHIP=1
 [[ "${1:-}" == "--no-ship" ]] && SHIP=0
 
-if [[ -z "$RESUME" ]]; then
+if [[ "${PIXEL:-0}" == 1 ]]; then
+  [[ -z "$RESUME" ]] && "$PY" -m tora2.training.vae configs/train/embedded-pixel-vae.yaml
+  "$PY" scripts/train_embedded.py configs/train/embedded-pixel.yaml --clips "$CLIPS" \
+      --curriculum "1:gradient:300,2:gradient:800,3:gradient" ${RESUME:+--resume "$RESUME"}
+  SHIPPED=runs/embedded/pixel/pipeline
+elif [[ -z "$RESUME" ]]; then
   "$PY" -m tora2.training.vae configs/train/embedded-vae.yaml
   "$PY" -m tora2.training.pretrain_encoders configs/train/embedded-encoders.yaml
   "$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM"
 fi
-"$PY" scripts/train_embedded.py configs/train/embedded-gradient.yaml --clips "$CLIPS" --curriculum 3:gradient ${RESUME:+--resume "$RESUME"}
+if [[ "${PIXEL:-0}" != 1 ]]; then
+  "$PY" scripts/train_embedded.py configs/train/embedded-gradient.yaml --clips "$CLIPS" --curriculum 3:gradient ${RESUME:+--resume "$RESUME"}
+  SHIPPED=runs/embedded/grad/pipeline
+fi
 if [[ "${STAGE5:-0}" == 1 ]]; then
   "$PY" scripts/train_embedded.py configs/train/embedded-reference.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient
 fi
@@ -32,7 +44,7 @@ fi
 
 if [[ $SHIP == 1 ]]; then
   rm -rf tora2/data/embedded.tmp
-  cp -r runs/embedded/grad/pipeline tora2/data/embedded.tmp
+  cp -r "$SHIPPED" tora2/data/embedded.tmp
   rm -rf tora2/data/embedded
   mv tora2/data/embedded.tmp tora2/data/embedded
   du -sh tora2/data/embedded

@@ -74,6 +74,8 @@ def test_x_prediction_loss_is_the_velocity_error_of_the_implied_v_with_a_capped_
     t0 = torch.tensor([0, 0])  # σ² = 1e-4: the weight is capped at 1 / 0.05²
     capped = diffusion_loss(guess, noisy, latents, t0, alphas_cumprod, prediction_type="sample")
     assert torch.allclose(capped, 400 * (guess - latents).pow(2).mean(), rtol=1e-5)
+    lower = diffusion_loss(guess, noisy, latents, t0, alphas_cumprod, prediction_type="sample", min_sigma=0.5)
+    assert torch.allclose(lower, 4 * (guess - latents).pow(2).mean(), rtol=1e-5)
     with pytest.raises(ValueError, match="prediction_type 'epsilon' is not trained here"):
         diffusion_loss(guess, noisy, latents, t, alphas_cumprod, prediction_type="epsilon")
 

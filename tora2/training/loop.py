@@ -336,7 +336,7 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
             batch["positions"], shown, (latents.shape[1], *latents.shape[-2:]), cfg.entity_loss_weight, cfg.entity_loss_sigma
         )  # (B, F, 1, H, W)
     diffusion = diffusion_loss(output.sample, noisy, latents, timesteps, scheduler.alphas_cumprod, weight,
-                               scheduler.config.prediction_type)
+                               scheduler.config.prediction_type, cfg.x_prediction_min_sigma)
     contrastive = diffusion.new_zeros(())
     if entity_inputs and getattr(output, "z_p", None) is not None:
         # Only entities whose appearance and motion both survived dropout have a true positive.

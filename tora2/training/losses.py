@@ -32,7 +32,6 @@ def motion_appearance_contrastive_loss(
 
 
 PREDICTION_TYPES = ("v_prediction", "sample")
-MIN_SIGMA = 0.05  # x-prediction: the 1/σ² weight is capped at 1/0.05² (as JiT caps 1/(1 − t))
 
 
 def diffusion_loss(
@@ -43,13 +42,14 @@ def diffusion_loss(
     alphas_cumprod: torch.Tensor,
     weight: torch.Tensor | None = None,
     prediction_type: str = "v_prediction",
+    min_sigma: float = 0.05,
 ) -> torch.Tensor:
     """CogVideoX's loss, for the scheduler's ``prediction_type``: the implied clean latents x̂0 are
     compared with the true ones, weighted by 1 / σ² = 1 / (1 − ᾱ_t), which is the squared error of v.
 
     * ``v_prediction`` (CogVideoX): the model predicts v; x̂0 = √ᾱ·x_t − σ·v̂.
     * ``sample`` (x-prediction): the model predicts x̂0 itself; the weight is capped at
-      1 / ``MIN_SIGMA``² where σ → 0. A network whose token is wider than its hidden width (pixel
+      1 / ``min_sigma``² where σ → 0 (0.05: JiT's cap on 1 / (1 − t)). A network whose token is wider than its hidden width (pixel
       latents: 192 values a token, width 128) cannot carry white noise through, so v (mostly noise
       at high SNR) is out of its reach while clean images, which lie on a low-dimensional set, are
       not (Li & He, "Back to Basics: Let Denoising Generative Models Denoise", 2025).
@@ -64,7 +64,7 @@ def diffusion_loss(
         weights = 1.0 / (1 - alphas)
     elif prediction_type == "sample":
         x0_pred = model_output.float()
-        weights = 1.0 / (1 - alphas).clamp_min(MIN_SIGMA**2)
+        weights = 1.0 / (1 - alphas).clamp_min(min_sigma**2)
     else:
         raise ValueError(f"prediction_type {prediction_type!r} is not trained here; use one of {', '.join(PREDICTION_TYPES)}")
     if weight is not None:

@@ -394,3 +394,34 @@ def test_reference_latents_are_cached_padded_and_trained(tmp_path, manifest):
     assert any(c["reference"].abs().sum() > 0 for c in cached)
     after = dict(transformer.named_parameters())
     assert all(not torch.equal(before[n], after[n]) for n in ("entity_reference.proj.weight", "transformer_blocks.0.reference_attn.attn.to_out.0.weight"))
+
+
+def test_appearance_term_trains_through_the_frozen_vae_and_is_logged(tmp_path, manifest):
+    """appearance_loss_weight > 0: x̂0 is decoded by the frozen per-frame VAE and compared with the
+    decoded clip at each entity (NCC); the term is logged, the VAE stays frozen and out of checkpoints."""
+    pixel = {"stage": "full", "model.vae": {"type": "pixel", "spatial_compression_ratio": 8},
+             "model.transformer": {"in_channels": 192, "out_channels": 192, "temporal_compression_ratio": 1},
+             "data.cache_dir": str(tmp_path / "cache"), "checkpoint_every": 2, "model.seed": 0,
+             "appearance_loss_weight": 0.5, "appearance_min_snr": 0.0, "data.trajectory_dropout": 0.0}
+    cfg = config(tmp_path, manifest, **pixel)
+    components = build_components(cfg)
+    result = train(cfg, entity_encoder=fake_entity_encoder(components), components=components)
+    assert len(result.appearance_losses) == 4
+    assert all(0.0 < a < 2.0 for a in result.appearance_losses)
+    for total, diffusion, contrastive, appearance in zip(result.losses, result.diffusion_losses,
+                                                          result.contrastive_losses, result.appearance_losses):
+        assert abs(total - (diffusion + cfg.contrastive_weight * contrastive + 0.5 * appearance)) < 1e-4 * max(1.0, total)
+    assert json.loads((tmp_path / "run" / "losses.json").read_text())["appearance"] == result.appearance_losses
+    from safetensors.torch import load_file
+
+    keys = load_file(str(next((tmp_path / "run" / "checkpoints").glob("step-*")) / "model.safetensors"))
+    assert not any(k.startswith("vae") or "_frozen" in k for k in keys)
+    off = config(tmp_path, manifest, **{**pixel, "appearance_loss_weight": 0.0, "output_dir": str(tmp_path / "off")})
+    plain = train(off, entity_encoder=fake_entity_encoder(components := build_components(off)), components=components)
+    assert plain.appearance_losses == [0.0] * 4
+    with pytest.raises(InputError, match="appearance loss settings"):
+        config(tmp_path, manifest, appearance_crop=0.0)
+    with pytest.raises(InputError, match="needs the pipeline's VAE without time compression"):
+        tiny = config(tmp_path, manifest, stage="full", appearance_loss_weight=0.5, appearance_min_snr=0.0,
+                      output_dir=str(tmp_path / "tiny"))
+        train(tiny, entity_encoder=fake_entity_encoder(components := build_components(tiny)), components=components)

@@ -6,7 +6,8 @@ Recipe of one optimisation step (``gradient_accumulation_steps`` micro-batches):
 2. condition dropout per sample (caption 50 %, references 33 %, trajectories 33 % by default);
 3. noise and timesteps; x_t = scheduler.add_noise(x_0, ε, t);
 4. p_i = PersonalizationExtractor(tokens); the transformer predicts v and returns (z_p, z_m);
-5. loss = v-prediction loss + λ · motion–appearance contrastive loss; backward, clip, AdamW, warm-up.
+5. loss = diffusion loss (v- or x-prediction) + λ · motion–appearance contrastive loss
+   (+ the optional per-entity appearance term on the decoded x̂0); backward, clip, AdamW, warm-up.
 
 Every random draw of a step comes from a generator seeded by (seed, step, micro-batch, rank) and
 the batch order from (seed, epoch), so a run resumed from a checkpoint takes exactly the steps an
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from tora2.configuration import write_yaml
 from tora2.errors import InputError, Tora2Error
@@ -39,7 +41,13 @@ from tora2.pipelines import conditioning
 from tora2.training.config import TrainConfig, check_config
 from tora2.training.dataset import BucketBatchSampler, ClipDataset
 from tora2.training.encode import SampleEncoder, collate
-from tora2.training.losses import diffusion_loss, entity_loss_weights, motion_appearance_contrastive_loss
+from tora2.training.losses import (
+    diffusion_loss,
+    entity_appearance_loss,
+    entity_loss_weights,
+    motion_appearance_contrastive_loss,
+    predicted_clean,
+)
 from tora2.training.optim import build_optimizer, scaled_groups
 
 logger = logging.getLogger("tora2.training")
@@ -52,13 +60,15 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # total loss per optimisation step
     diffusion_losses: list[float] = field(default_factory=list)
     contrastive_losses: list[float] = field(default_factory=list)
+    appearance_losses: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     pipeline_dir: Path | None = None
     lora_path: Path | None = None
     components: dict | None = None
 
 
-LOSS_KEYS = {"step": "steps", "loss": "losses", "diffusion": "diffusion_losses", "contrastive": "contrastive_losses"}
+LOSS_KEYS = {"step": "steps", "loss": "losses", "diffusion": "diffusion_losses", "contrastive": "contrastive_losses",
+             "appearance": "appearance_losses"}
 
 
 def write_losses(output_dir: Path, result: TrainResult) -> None:
@@ -74,7 +84,8 @@ def read_losses(output_dir: Path, up_to_step: int, result: TrainResult) -> None:
     data = json.loads(path.read_text())
     keep = [i for i, step in enumerate(data.get("step", [])) if step <= up_to_step]
     for key, attr in LOSS_KEYS.items():
-        getattr(result, attr).extend(data.get(key, [])[i] for i in keep)
+        values = data.get(key) or [0.0] * len(data.get("step", []))  # a term added later: 0 before it existed
+        getattr(result, attr).extend(values[i] for i in keep)
 
 
 class TrainingState:
@@ -301,8 +312,9 @@ def personalization_tokens(personalization, batch: dict) -> torch.Tensor | None:
 
 
 def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batch: dict, generator: torch.Generator,
-                 step: int = 0):
-    """(total, diffusion, contrastive) losses of one micro-batch at optimisation step ``step``."""
+                 step: int = 0, vae=None):
+    """(total, diffusion, contrastive, appearance) losses of one micro-batch at optimisation step ``step``
+    (``vae``: the frozen VAE, needed only for the appearance term)."""
     latents = batch["latents"]  # (B, Fl, C, h, w)
     size = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator).to(latents)
@@ -330,8 +342,8 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
         **entity_inputs,
     )
     weight = None
+    shown = batch["visible"] & batch["entity_mask"][..., None]  # (B, E, F)
     if cfg.entity_loss_weight > 0:
-        shown = batch["visible"] & batch["entity_mask"][..., None]  # (B, E, F)
         weight = entity_loss_weights(
             batch["positions"], shown, (latents.shape[1], *latents.shape[-2:]), cfg.entity_loss_weight, cfg.entity_loss_sigma
         )  # (B, F, 1, H, W)
@@ -342,7 +354,34 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
         # Only entities whose appearance and motion both survived dropout have a true positive.
         valid = batch["entity_mask"] & batch["has_reference"] & batch["visible"].any(-1)
         contrastive = motion_appearance_contrastive_loss(output.z_p, output.z_m, transformer.contrastive.logit_scale, valid)
-    return diffusion + contrastive_weight(cfg, step) * contrastive, diffusion, contrastive
+    appearance = diffusion.new_zeros(())
+    if cfg.appearance_loss_weight > 0 and entity_inputs:
+        appearance = appearance_term(cfg, scheduler, vae, output.sample, noisy, latents, timesteps, batch["positions"], shown)
+    total = diffusion + contrastive_weight(cfg, step) * contrastive + cfg.appearance_loss_weight * appearance
+    return total, diffusion, contrastive, appearance
+
+
+def appearance_term(cfg: TrainConfig, scheduler, vae, model_output, noisy, latents, timesteps, positions, shown):
+    """``entity_appearance_loss`` of x̂0 against x0, both decoded by the frozen per-frame ``vae`` at
+    ``appearance_frames`` evenly spaced frames, over the samples with SNR ≥ ``appearance_min_snr``."""
+    if vae is None or int(vae.config.temporal_compression_ratio) != 1:
+        raise InputError("appearance_loss_weight > 0 needs the pipeline's VAE without time compression (a latent per frame)")
+    alphas = scheduler.alphas_cumprod.to(latents.device, torch.float32)[timesteps]  # (B,)
+    keep = alphas / (1 - alphas) >= cfg.appearance_min_snr  # (B,)
+    if not bool(keep.any()):
+        return model_output.sum() * 0.0
+    frames = torch.linspace(0, latents.shape[1] - 1, min(cfg.appearance_frames, latents.shape[1])).round().long()
+    x0_pred = predicted_clean(model_output, noisy, timesteps, scheduler.alphas_cumprod, scheduler.config.prediction_type)
+    scale = vae.config.scaling_factor
+
+    def decode(z):  # (k, F', C, h, w) scaled latents → (k, F', 3, H, W)
+        z = rearrange(z, "b f c h w -> b c f h w") / scale
+        return rearrange(vae.decode(z.to(vae.dtype)).sample, "b c f h w -> b f c h w")
+
+    pred = decode(x0_pred[keep][:, frames])
+    with torch.no_grad():
+        true = decode(latents[keep][:, frames])
+    return entity_appearance_loss(pred, true, positions[keep][:, :, frames], shown[keep][:, :, frames], cfg.appearance_crop)
 
 
 def contrastive_weight(cfg: TrainConfig, step: int) -> float:
@@ -361,15 +400,17 @@ class TrainingModel(torch.nn.Module):
     touched by ``forward`` as ready, then fails when its gradient arrives in backward.
     """
 
-    def __init__(self, cfg: TrainConfig, transformer, personalization, scheduler):
+    def __init__(self, cfg: TrainConfig, transformer, personalization, scheduler, vae=None):
         super().__init__()
         self.transformer = transformer
         self.personalization = personalization
         self.cfg = cfg
         self.scheduler = scheduler
+        self._frozen_vae = (vae,)  # a tuple: frozen, and not a submodule, so checkpoints keep their keys
 
     def forward(self, batch: dict, generator: torch.Generator, step: int = 0):
-        return compute_loss(self.cfg, self.transformer, self.personalization, self.scheduler, batch, generator, step)
+        return compute_loss(self.cfg, self.transformer, self.personalization, self.scheduler, batch, generator, step,
+                            self._frozen_vae[0])
 
 
 def to_device(batch: dict, device) -> dict:
@@ -429,7 +470,10 @@ def train(
     encoder = SampleEncoder(components, entity_encoder, cfg.data.cache_dir)
 
     optimizer, lr_scheduler = build_optimizer(scaled_groups(named, cfg.optim), cfg.optim, cfg.max_steps)
-    model = TrainingModel(cfg, transformer, personalization, scheduler)
+    vae = components["vae"] if cfg.appearance_loss_weight > 0 else None
+    if vae is not None:
+        vae.requires_grad_(False).eval()
+    model = TrainingModel(cfg, transformer, personalization, scheduler, vae)
     set_train_mode(model)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     state = TrainingState()
@@ -469,7 +513,7 @@ def train(
     accumulation = cfg.gradient_accumulation_steps
     while state.step < cfg.max_steps:
         step = state.step
-        totals = torch.zeros(3)
+        totals = torch.zeros(4)
         if hasattr(dataset, "set_step"):
             dataset.set_step(step)
         for micro in range(accumulation):
@@ -480,9 +524,9 @@ def train(
             sync = micro == accumulation - 1
             context = accelerator.no_sync(model) if not sync and world > 1 else _null()
             with context, accelerator.autocast():
-                total, diffusion, contrastive = model(batch, generator, step)
-            accelerator.backward(total / accumulation)
-            totals += torch.stack([total.detach(), diffusion.detach(), contrastive.detach()]).float().cpu() / accumulation
+                losses = model(batch, generator, step)  # total, diffusion, contrastive, appearance
+            accelerator.backward(losses[0] / accumulation)
+            totals += torch.stack([loss.detach() for loss in losses]).float().cpu() / accumulation
         if cfg.optim.max_grad_norm > 0:
             accelerator.clip_grad_norm_(trainable, cfg.optim.max_grad_norm)
         optimizer.step()
@@ -495,8 +539,11 @@ def train(
         result.losses.append(float(totals[0]))
         result.diffusion_losses.append(float(totals[1]))
         result.contrastive_losses.append(float(totals[2]))
+        result.appearance_losses.append(float(totals[3]))
         logs = {"loss": result.losses[-1], "loss_diffusion": result.diffusion_losses[-1],
                 "loss_contrastive": result.contrastive_losses[-1], "lr": lr_scheduler.get_last_lr()[0]}
+        if cfg.appearance_loss_weight > 0:
+            logs["loss_appearance"] = result.appearance_losses[-1]
         if cfg.tensorboard:
             accelerator.log(logs, step=state.step)
         if accelerator.is_main_process and (state.step % max(1, cfg.log_every) == 0 or state.step == cfg.max_steps):

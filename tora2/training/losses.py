@@ -34,6 +34,17 @@ def motion_appearance_contrastive_loss(
 PREDICTION_TYPES = ("v_prediction", "sample")
 
 
+def predicted_clean(model_output: torch.Tensor, noisy_latents: torch.Tensor, timesteps: torch.Tensor,
+                    alphas_cumprod: torch.Tensor, prediction_type: str = "v_prediction") -> torch.Tensor:
+    """The clean latents x̂0 (B, F, C, H, W) the model's output implies, for the scheduler's ``prediction_type``."""
+    if prediction_type == "sample":
+        return model_output.float()
+    if prediction_type != "v_prediction":
+        raise ValueError(f"prediction_type {prediction_type!r} is not trained here; use one of {', '.join(PREDICTION_TYPES)}")
+    alphas = alphas_cumprod.to(model_output.device, torch.float32)[timesteps].view(-1, 1, 1, 1, 1)  # (B, 1, 1, 1, 1)
+    return alphas.sqrt() * noisy_latents.float() - (1 - alphas).sqrt() * model_output.float()
+
+
 def diffusion_loss(
     model_output: torch.Tensor,
     noisy_latents: torch.Tensor,
@@ -59,17 +70,52 @@ def diffusion_loss(
     the latents, e.g. (B, F, 1, H, W) from :func:`entity_loss_weights`.
     """
     alphas = alphas_cumprod.to(latents.device, torch.float32)[timesteps].view(-1, 1, 1, 1, 1)  # (B, 1, 1, 1, 1)
-    if prediction_type == "v_prediction":
-        x0_pred = alphas.sqrt() * noisy_latents.float() - (1 - alphas).sqrt() * model_output.float()
-        weights = 1.0 / (1 - alphas)
-    elif prediction_type == "sample":
-        x0_pred = model_output.float()
-        weights = 1.0 / (1 - alphas).clamp_min(min_sigma**2)
-    else:
-        raise ValueError(f"prediction_type {prediction_type!r} is not trained here; use one of {', '.join(PREDICTION_TYPES)}")
+    x0_pred = predicted_clean(model_output, noisy_latents, timesteps, alphas_cumprod, prediction_type)
+    weights = 1.0 / (1 - alphas) if prediction_type == "v_prediction" else 1.0 / (1 - alphas).clamp_min(min_sigma**2)
     if weight is not None:
         weights = weights * weight.float()  # (B, F, 1, H, W)
     return (weights * (x0_pred - latents.float()) ** 2).flatten(1).mean(1).mean()
+
+
+def entity_crops(frames: torch.Tensor, positions: torch.Tensor, size: float, out: int = 16) -> torch.Tensor:
+    """Square crops of side ``size`` (frame-width units) centred on ``positions``, resampled to ``out`` px.
+
+    frames (B, F, 3, H, W); positions (B, E, F, 2) in [0, 1] (x, y) → (B, E, F, 3, out, out), bilinear,
+    zeros outside the frame; differentiable in ``frames``.
+    """
+    b, f, c, h, w = frames.shape
+    e = positions.shape[1]
+    steps = (torch.arange(out, device=frames.device, dtype=frames.dtype) + 0.5) / out - 0.5  # (out,) in (−½, ½)
+    offset_x = steps * size * 2  # grid_sample's [−1, 1] spans the width
+    offset_y = steps * size * 2 * w / h
+    centre = positions.to(frames.dtype) * 2 - 1  # (B, E, F, 2)
+    grid = torch.stack(torch.broadcast_tensors(
+        centre[..., None, None, 0] + offset_x[None, :],  # (B, E, F, 1, out)
+        centre[..., None, None, 1] + offset_y[:, None],  # (B, E, F, out, 1)
+    ), dim=-1)  # (B, E, F, out, out, 2)
+    images = frames[:, None].expand(b, e, f, c, h, w).reshape(-1, c, h, w)  # (B·E·F, 3, H, W)
+    crops = F.grid_sample(images, grid.reshape(-1, out, out, 2), align_corners=False)  # (B·E·F, 3, out, out)
+    return crops.view(b, e, f, c, out, out)
+
+
+def entity_appearance_loss(pred_frames: torch.Tensor, true_frames: torch.Tensor, positions: torch.Tensor,
+                           visible: torch.Tensor, size: float) -> torch.Tensor:
+    """1 − the zero-mean normalised cross-correlation (the tracker's match score) between the
+    predicted and the true frames in a square of side ``size`` at each visible entity's position,
+    averaged over visible (entity, frame) pairs; 0 when none is visible.
+
+    pred_frames, true_frames (B, F, 3, H, W) in [−1, 1]; positions (B, E, F, 2) in [0, 1]; visible (B, E, F) bool.
+    Unlike a squared error it does not reward the blurred mean of every plausible sprite: a flat crop
+    scores 0 and only the sprite's own pattern of light and colour scores 1.
+    """
+    if not bool(visible.any()):
+        return pred_frames.sum() * 0.0
+    pred = entity_crops(pred_frames.float(), positions, size).flatten(3)  # (B, E, F, 3·16·16)
+    true = entity_crops(true_frames.float(), positions, size).flatten(3)
+    pred = pred - pred.mean(-1, keepdim=True)
+    true = true - true.mean(-1, keepdim=True)
+    ncc = (pred * true).sum(-1) / (pred.norm(dim=-1) * true.norm(dim=-1) + 1e-4)  # (B, E, F)
+    return 1.0 - ncc[visible].mean()
 
 
 def entity_loss_weights(

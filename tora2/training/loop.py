@@ -363,11 +363,12 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
 
 def appearance_term(cfg: TrainConfig, scheduler, vae, model_output, noisy, latents, timesteps, positions, shown):
     """``entity_appearance_loss`` of x̂0 against x0, both decoded by the frozen per-frame ``vae`` at
-    ``appearance_frames`` evenly spaced frames, over the samples with SNR ≥ ``appearance_min_snr``."""
+    ``appearance_frames`` evenly spaced frames, over the samples with SNR in [``appearance_min_snr``, ``appearance_max_snr``)."""
     if vae is None or int(vae.config.temporal_compression_ratio) != 1:
         raise InputError("appearance_loss_weight > 0 needs the pipeline's VAE without time compression (a latent per frame)")
     alphas = scheduler.alphas_cumprod.to(latents.device, torch.float32)[timesteps]  # (B,)
-    keep = alphas / (1 - alphas) >= cfg.appearance_min_snr  # (B,)
+    snr = alphas / (1 - alphas)
+    keep = (snr >= cfg.appearance_min_snr) & (snr < cfg.appearance_max_snr)  # (B,)
     if not bool(keep.any()):
         return model_output.sum() * 0.0
     frames = torch.linspace(0, latents.shape[1] - 1, min(cfg.appearance_frames, latents.shape[1])).round().long()

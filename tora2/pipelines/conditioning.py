@@ -149,6 +149,13 @@ def encode_video(vae, video: torch.Tensor, generator: torch.Generator | None = N
     return rearrange(latents, "b c f h w -> b f c h w") * vae.config.scaling_factor  # (B, Fl, C, h, w)
 
 
+def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """(B, Fl, C, h, w) scaled latents → (B, 3, F, H, W) in about [−1, 1]: the inverse of :func:`encode_video`
+    (differentiable: training decodes its denoised estimates through it)."""
+    latents = rearrange(latents, "b f c h w -> b c f h w") / vae.config.scaling_factor
+    return vae.decode(latents.to(vae.dtype)).sample  # (B, 3, F, H, W)
+
+
 def flow_video(paths: Sequence[np.ndarray], visible: Sequence[np.ndarray] | None, height: int, width: int) -> torch.Tensor:
     """One video's paths → joint flow → RGB (F, 3, H, W) in [−1, 1]."""
     flow = render_flow(list(paths), height, width, visible=None if visible is None else list(visible))  # (F, H, W, 2)

@@ -26,7 +26,6 @@ from diffusers import CogVideoXDPMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
-from einops import rearrange
 
 # The component classes are imported here so that diffusers' from_pretrained, which resolves
 # model_index.json entries such as ["tora2.models.personalization", "PersonalizationExtractor"] through
@@ -37,7 +36,7 @@ import tora2.models.transformer_tora2  # noqa: F401
 from tora2.errors import InputError
 from tora2.models.encoders import white_square
 from tora2.pipelines.components import vae_compression
-from tora2.pipelines.conditioning import check_frame_size, encode_prompt, entity_conditions, null_flow_latents
+from tora2.pipelines.conditioning import check_frame_size, decode_latents, encode_prompt, entity_conditions, null_flow_latents
 from tora2.specs import KINDS, EntitySpec, EntityTokens
 
 OUTPUT_TYPES = ("np", "pil", "pt", "latent")
@@ -247,8 +246,7 @@ class Tora2Pipeline(DiffusionPipeline):
         return out
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        latents = rearrange(latents, "b f c h w -> b c f h w") / self.vae.config.scaling_factor
-        return self.vae.decode(latents.to(self.vae.dtype)).sample  # (B, 3, F, H, W)
+        return decode_latents(self.vae, latents)  # (B, 3, F, H, W)
 
     # ------------------------------------------------------------------ the recipe
     @torch.no_grad()

@@ -373,11 +373,8 @@ def appearance_term(cfg: TrainConfig, scheduler, vae, model_output, noisy, laten
         return model_output.sum() * 0.0
     frames = torch.linspace(0, latents.shape[1] - 1, min(cfg.appearance_frames, latents.shape[1])).round().long()
     x0_pred = predicted_clean(model_output, noisy, timesteps, scheduler.alphas_cumprod, scheduler.config.prediction_type)
-    scale = vae.config.scaling_factor
-
     def decode(z):  # (k, F', C, h, w) scaled latents → (k, F', 3, H, W)
-        z = rearrange(z, "b f c h w -> b c f h w") / scale
-        return rearrange(vae.decode(z.to(vae.dtype)).sample, "b c f h w -> b f c h w")
+        return rearrange(conditioning.decode_latents(vae, z), "b c f h w -> b f c h w")
 
     pred = decode(x0_pred[keep][:, frames])
     with torch.no_grad():

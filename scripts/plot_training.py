@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--json", type=Path, default=None, help="also write the curves' numbers here")
-    for stage in ("vae", "encoders", "full", "grad", "ref"):
+    for stage in ("vae", "encoders", "full", "grad", "ref", "appearance"):
         parser.add_argument(f"--{stage}", type=Path, default=None, help=f"{stage} run folder (default: RUN_DIR/{stage})")
     args = parser.parse_args()
     panels, numbers = [], {}
@@ -82,14 +82,17 @@ def main() -> None:
                        f"{d['heldout_retrieval_top1'][-1]:.2f})", np.array(d["step"]), {"contrastive": np.array(d["loss"])}))
     for stage, title in (("full", "stage 3 (full): transformer + DPE"),
                          ("grad", "stage 4: the same on gradient backgrounds"),
-                         ("ref", "stage 5 (not shipped): + reference latents, recoloured clips")):
+                         ("ref", "stage 5 (not shipped): + reference latents, recoloured clips"),
+                         ("appearance", "stage 6 (shipped): stage 4 + the per-entity appearance term (1 - NCC)")):
         losses = folder(stage) / "losses.json"
         if losses.is_file():
             d = numbers[stage] = json.loads(losses.read_text())
-            panels.append((title, np.array(d["step"]),
-                           {"v-prediction": np.array(d["diffusion"]), "contrastive": np.array(d["contrastive"])}))
+            series = {"v-prediction": np.array(d["diffusion"]), "contrastive": np.array(d["contrastive"])}
+            if any(d.get("appearance") or []):
+                series["appearance"] = np.array(d["appearance"])
+            panels.append((title, np.array(d["step"]), series))
     if not panels:
-        raise SystemExit(f"error: no losses.json under {args.run_dir}/vae, /encoders, /full, /grad or /ref; train first")
+        raise SystemExit(f"error: no losses.json under {args.run_dir}/vae, /encoders, /full, /grad, /ref or /appearance; train first")
     if args.json is not None:
         args.json.write_text(json.dumps(numbers))
     image = Image.new("RGB", (PANEL[0], PANEL[1] * len(panels)), "white")

@@ -60,10 +60,11 @@ def diffusion_loss(
 
     * ``v_prediction`` (CogVideoX): the model predicts v; x̂0 = √ᾱ·x_t − σ·v̂.
     * ``sample`` (x-prediction): the model predicts x̂0 itself; the weight is capped at
-      1 / ``min_sigma``² where σ → 0 (0.05: JiT's cap on 1 / (1 − t)). A network whose token is wider than its hidden width (pixel
-      latents: 192 values a token, width 128) cannot carry white noise through, so v (mostly noise
-      at high SNR) is out of its reach while clean images, which lie on a low-dimensional set, are
-      not (Li & He, "Back to Basics: Let Denoising Generative Models Denoise", 2025).
+      1 / ``min_sigma``² where σ → 0 (0.05: JiT's cap on 1 / (1 − t)). A network whose token is
+      wider than its hidden width (pixel latents: 192 values a token, width 128) cannot carry white
+      noise through, so v (mostly noise at high SNR) is out of its reach while clean images, which
+      lie on a low-dimensional set, are not (Li & He, "Back to Basics: Let Denoising Generative
+      Models Denoise", 2025).
 
     model_output, noisy_latents, latents: (B, F, C, H, W); timesteps: (B,) long;
     alphas_cumprod: the scheduler's (T,) table. weight: optional per-position weights broadcastable to

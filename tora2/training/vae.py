@@ -290,7 +290,7 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     check_frame_count(data.num_frames, temporal, "data.num_frames")
     if data.window:
         check_frame_count(data.window, temporal, "data.window")
-    if not any(True for _ in vae.parameters()):  # PixelShuffleAutoencoder: nothing to train, only statistics
+    if next(vae.parameters(), None) is None:  # PixelShuffleAutoencoder: nothing to train, only statistics
         return fit_statistics(cfg, components, dataset)
     if cfg.init_vae is not None:
         load_initial_vae(vae, cfg.init_vae)

@@ -11,6 +11,7 @@ from tora2.errors import InputError
 from tora2.pipelines.components import build_tiny_components
 from tora2.synthetic.sprites import load_sprites
 from tora2.training.pretrain_encoders import (
+    EncoderLossConfig,
     EncoderTrainConfig,
     jitter_sprite,
     load_encoder_config,
@@ -68,3 +69,39 @@ def test_encoder_config_errors(tmp_path):
         load_encoder_config(ROOT / "configs/train/embedded-encoders.yaml", ["loss.background_probability=2.0"])
     with pytest.raises(InputError, match="the training split has 124 sprites"):
         train_encoders(EncoderTrainConfig(output_dir=str(tmp_path), batch_size=500), components=build_tiny_components("tiny"))
+
+
+def test_recoloured_copies_join_the_image_term_as_their_own_identities(tmp_path, monkeypatch):
+    """loss.recoloured = R: each step embeds B originals + R hue-rotated training sprites (two views
+    each), while the image–text term keeps the B originals."""
+    import tora2.training.pretrain_encoders as stage
+
+    seen, hues = [], []
+    embed, view = stage.image_embeddings, stage.draw_view
+
+    def counting(encoder, views):
+        seen.append(len(views))
+        return embed(encoder, views)
+
+    def recording(image, rng, size, background_probability):
+        hues.append(image[..., :3][image[..., 3] > 0].mean(0))  # mean colour of the sprite's opaque pixels
+        return view(image, rng, size, background_probability)
+
+    monkeypatch.setattr(stage, "image_embeddings", counting)
+    monkeypatch.setattr(stage, "draw_view", recording)
+    cfg = EncoderTrainConfig(output_dir=str(tmp_path / "enc"), max_steps=2, batch_size=4, eval_every=0, eval_views=1,
+                             loss=EncoderLossConfig(recoloured=2))
+    result = train_encoders(cfg, components=build_tiny_components("tiny", seed=0))
+    assert result.steps == [1, 2] and all(np.isfinite(result.losses))
+    assert seen.count(6) == 4  # 4 originals + 2 recoloured, two views a step, two steps
+
+    def key(image):
+        return tuple(np.round(image[..., :3][image[..., 3] > 0].mean(0), 3))
+
+    train = {key(s.image) for s in load_sprites("train")}
+    heldout = {key(s.image) for s in load_sprites("heldout")}
+    drawn = [tuple(np.round(h, 3)) for h in hues]
+    assert sum(h in train for h in drawn) == 16  # 4 originals × 2 views × 2 steps
+    assert sum(h not in train and h not in heldout for h in drawn) == 8  # 2 recoloured × 2 views × 2 steps
+    with pytest.raises(InputError, match="loss.recoloured is 500"):
+        load_encoder_config(ROOT / "configs/train/embedded-encoders.yaml", ["loss.recoloured=500"])

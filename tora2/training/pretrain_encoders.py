@@ -52,6 +52,10 @@ MAX_SHIFT = 0.12  # centre shift as a fraction of the crop side
 class EncoderLossConfig:
     image_weight: float = 1.0  # weight of the image–image (view 1 ↔ view 2) term; the image–text term has weight 1
     background_probability: float = 0.5  # share of views drawn over a synthetic background instead of white
+    # Extra identities for the image–image term: this many hue-rotated copies (30–330°) of random
+    # training sprites per step, each its own identity (both views rotated alike), so the image tower
+    # must tell colour variants of one shape apart. 0 = off. The image–text term keeps the originals.
+    recoloured: int = 0
 
 
 @dataclass
@@ -83,6 +87,8 @@ def check_encoder_config(cfg: EncoderTrainConfig) -> None:
         raise InputError(f"batch_size is {cfg.batch_size}; a contrastive batch needs at least 2 sprites")
     if cfg.loss.image_weight < 0:
         raise InputError(f"loss.image_weight must be ≥ 0; got {cfg.loss.image_weight}")
+    if not 0 <= cfg.loss.recoloured <= 124:
+        raise InputError(f"loss.recoloured is {cfg.loss.recoloured}; use 0 (off) to 124 (the training split's sprites)")
     if not 0.0 <= cfg.loss.background_probability <= 1.0:
         raise InputError(f"loss.background_probability must be in [0, 1]; got {cfg.loss.background_probability}")
 
@@ -179,6 +185,7 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
     config.yaml, losses.json and pipeline/ (every component) to ``output_dir``."""
     from open_clip.loss import ClipLoss
 
+    from tora2.synthetic.clips import rotate_hue
     from tora2.synthetic.sprites import load_sprites
     from tora2.training.config import TrainConfig
     from tora2.training.loop import build_components, save_pipeline
@@ -219,11 +226,14 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
     for step in range(1, cfg.max_steps + 1):
         picks = rng.choice(len(train_sprites), cfg.batch_size, replace=False)
         batch = [train_sprites[i] for i in picks]
-        first = image_embeddings(image_encoder, [draw_view(s.image, rng, size, cfg.loss.background_probability) for s in batch])  # (B, C)
-        second = image_embeddings(image_encoder, [draw_view(s.image, rng, size, cfg.loss.background_probability) for s in batch])  # (B, C)
+        images = [s.image for s in batch]
+        for i in rng.choice(len(train_sprites), cfg.loss.recoloured, replace=False):
+            images.append(rotate_hue(train_sprites[i].image, float(rng.uniform(30.0, 330.0))))
+        first = image_embeddings(image_encoder, [draw_view(image, rng, size, cfg.loss.background_probability) for image in images])  # (B + R, C)
+        second = image_embeddings(image_encoder, [draw_view(image, rng, size, cfg.loss.background_probability) for image in images])  # (B + R, C)
         texts = text_embeddings(tokenizer, text_encoder, head, [s.text for s in batch])  # (B, C)
         scale = logit_scale.clamp(max=float(np.log(100.0))).exp()
-        loss = clip_loss(first, texts, scale) + cfg.loss.image_weight * clip_loss(first, second, scale)
+        loss = clip_loss(first[: len(batch)], texts, scale) + cfg.loss.image_weight * clip_loss(first, second, scale)
         loss.backward()
         if cfg.optim.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.max_grad_norm)

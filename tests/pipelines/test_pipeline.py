@@ -260,3 +260,74 @@ def test_a_reference_reading_model_generates_and_its_references_matter():
     recoloured = [EntitySpec(e.text, image=sprite((20, 200, 60)), trajectory=e.trajectory, tokens=t.tokens)
                   for e, t in zip(entities(), pipe.encode_entity_images(entities()))]  # same tokens, other image
     assert not np.allclose(run(pipe, entities=recoloured).frames, base, atol=1e-4)
+def placement_pipeline():
+    """The tiny pipeline with a transformer that reads placement latents (perturbed so they act)."""
+    from tora2.models.transformer_tora2 import Tora2Transformer3DModel
+
+    components = build_tiny_components("tiny", seed=0)
+    config = {k: v for k, v in components["transformer"].config.items() if not k.startswith("_")}
+    torch.manual_seed(0)
+    channels = components["vae"].config.latent_channels + 1
+    transformer = Tora2Transformer3DModel(**{**config, "entity_placement_channels": channels}).eval()
+    perturb([p for n, p in transformer.named_parameters() if transformer.part_of(n) != "cogvideox"], scale=0.3)
+    pipe = Tora2Pipeline(**{**components, "transformer": transformer})
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_placement_video_pastes_each_reference_on_its_point_in_its_visible_frames():
+    from tora2.pipelines.conditioning import PLACEMENT_SIZE, placement_video
+
+    cat, dog = entities()
+    dog.visible = np.arange(F) < 4  # gone from frame 4
+    video = placement_video([cat, dog, EntitySpec("cloud", trajectory=line(16, 16, 16, 16))], F, H, W)  # (F, 4, H, W)
+    assert video.shape == (F, 4, H, W)
+    ys, xs = np.mgrid[0:H, 0:W]
+    alone = placement_video([cat], F, H, W)[:, 3].numpy()  # (F, H, W)
+    for f in range(F):
+        centroid = np.array([(alone[f] * xs).sum(), (alone[f] * ys).sum()]) / alone[f].sum()
+        np.testing.assert_allclose(centroid, cat.trajectory[f], atol=0.1)
+    # The dog is placed only while visible; the cloud has no image and is never placed.
+    assert np.array_equal(video[4:, 3].numpy(), alone[4:]) and not np.array_equal(video[:4, 3].numpy(), alone[:4])
+    # The cat's 16-pixel opaque square in a 24-pixel sprite, scaled to PLACEMENT_SIZE of the side:
+    # (bilinear resampling spreads its edges: ≈ 20 pixels of area come out as 25 of coverage)
+    assert alone[0].sum() == pytest.approx((16 / 24 * PLACEMENT_SIZE * H) ** 2, rel=0.3)
+    assert video[:, :3].abs().max() <= 1 and torch.equal(video[:, :3][video[:, 3:].expand(-1, 3, -1, -1) == 0],
+                                                        torch.zeros(int((video[:, 3:] == 0).sum()) * 3))
+
+
+def test_placement_latents_are_the_video_through_the_vae_less_the_empty_canvas():
+    from tora2.pipelines.conditioning import encode_video, placement_latents, placement_video
+
+    pipe = placement_pipeline()
+    specs = [entities(), [EntitySpec("cloud", trajectory=line(0, 0, 8, 8))]]  # the second: nothing to place
+    latents = placement_latents(pipe.vae, specs, F, H, W)  # (B, Fl, C + 1, h, w); tiny VAE: 4× time, 8× space
+    channels = pipe.vae.config.latent_channels
+    assert latents.shape == (2, 3, channels + 1, H // 8, W // 8)
+    # An empty canvas reads as zeros (to float error between batched and single VAE calls), like a dropped placement.
+    assert latents[1].abs().max() < 1e-2 * latents[0].abs().max()
+    video = placement_video(specs[0], F, H, W)
+    own = encode_video(pipe.vae, video[None, :, :3]) - encode_video(pipe.vae, torch.zeros(1, F, 3, H, W))
+    torch.testing.assert_close(latents[0, :, :channels], own[0].float(), atol=1e-3, rtol=1e-3)  # batched vs single VAE calls
+    coverage = torch.nn.functional.avg_pool2d(video[[0, 4, 8], 3], 8)  # each latent frame's last pixel frame
+    torch.testing.assert_close(latents[0, :, channels], coverage)
+
+
+def test_a_placement_reading_model_generates_and_its_placements_matter():
+    pipe = placement_pipeline()
+    base = run(pipe).frames
+    assert base.shape == (1, F, H, W, 3)
+    recoloured = [EntitySpec(e.text, image=sprite((20, 200, 60)), trajectory=e.trajectory, tokens=t.tokens)
+                  for e, t in zip(entities(), pipe.encode_entity_images(entities()))]  # same tokens, other image
+    assert not np.allclose(run(pipe, entities=recoloured).frames, base, atol=1e-4)
+
+
+def test_dropping_the_reference_or_the_path_drops_the_placement():
+    base = {"entity_placement": torch.ones(1, 3, 5, 4, 4), "entity_personalization_valid": torch.ones(1, 2, dtype=torch.bool),
+            "entity_visible": torch.ones(1, 2, 3, dtype=torch.bool), "video_flow": torch.ones(1, 3, 4, 4, 4)}
+    for branch in ("no_reference", "no_trajectory"):
+        assert Tora2Pipeline._branch_inputs(base, branch, torch.zeros(1, 3, 4, 4, 4))["entity_placement"].abs().sum() == 0
+    for branch in ("cond", "uncond"):
+        assert torch.equal(Tora2Pipeline._branch_inputs(base, branch, None)["entity_placement"], base["entity_placement"])
+
+

@@ -4,7 +4,8 @@ import pytest
 from tora2.errors import InputError
 from tora2.synthetic import load_sprites, make_background, synthesize_clip
 from tora2.synthetic.backgrounds import KINDS
-from tora2.synthetic.clips import PATH_SEED_RANGES, describe_motion, paste_sprite
+from tora2.compositing import paste_sprite
+from tora2.synthetic.clips import PATH_SEED_RANGES, describe_motion
 
 
 def test_clip_shapes_caption_and_determinism():

@@ -396,6 +396,33 @@ def test_reference_latents_are_cached_padded_and_trained(tmp_path, manifest):
     assert all(not torch.equal(before[n], after[n]) for n in ("entity_reference.proj.weight", "transformer_blocks.0.reference_attn.attn.to_out.0.weight"))
 
 
+def test_placement_latents_are_cached_dropped_with_their_conditions_and_trained(tmp_path, manifest):
+    cfg = config(tmp_path, manifest, stage="full", **{"data.cache_dir": str(tmp_path / "cache"),
+                 "model.transformer": {"entity_placement_channels": 5}})
+    components = build_components(cfg)
+    transformer = components["transformer"]
+    before = transformer.entity_placement.weight.detach().clone()
+    result = train(cfg, entity_encoder=fake_entity_encoder(components), components=components)
+    assert len(result.losses) == 4 and all(torch.isfinite(torch.tensor(result.losses)))
+    from safetensors.torch import load_file
+
+    cached = [load_file(str(p)) for p in (tmp_path / "cache").rglob("*.safetensors")]
+    assert cached and all(c["placement"].shape == (c["latents"].shape[0], 5, *c["latents"].shape[-2:]) for c in cached)
+    assert all(c["placement"][:, -1].max() > 0.5 for c in cached if c["positions"].shape[0])  # coverage where placed
+    assert not torch.equal(before, transformer.entity_placement.weight)
+
+    from tora2.training.encode import collate
+    from tora2.training.loop import apply_dropout
+
+    batch = collate(cached[:1] * 4)
+    kept = apply_dropout(batch, load_train_config(None, {"data.reference_dropout": 0.0, "data.trajectory_dropout": 0.0}),
+                         cached[0]["prompt_embeds"], torch.Generator().manual_seed(0))
+    assert torch.equal(kept["placement"], batch["placement"])
+    for key in ("data.reference_dropout", "data.trajectory_dropout"):
+        dropped = apply_dropout(batch, load_train_config(None, {key: 1.0}), cached[0]["prompt_embeds"], torch.Generator().manual_seed(0))
+        assert dropped["placement"].abs().sum() == 0
+
+
 def test_appearance_term_trains_through_the_frozen_vae_and_is_logged(tmp_path, manifest):
     """appearance_loss_weight > 0: x̂0 is decoded by the frozen per-frame VAE and compared with the
     decoded clip at each entity (NCC); the term is logged, the VAE stays frozen and out of checkpoints."""

@@ -1,6 +1,7 @@
 """Tora2Transformer3DModel: CogVideoX 1.0 DiT + Tora's motion guidance + Tora2's entity binding.
 
 Glossary: B batch, F latent frames, C latent channels, H/W latent size, h/w token grid (H/p, W/p),
+Cp placement channels (C + 1),
 N video tokens (F·h·w), L text tokens, D hidden, E entities, Q personalization tokens per entity,
 Lc entity-phrase tokens, De entity width, S injected entity tokens per sample (E·(Q + F)),
 r reference latent side, R reference tokens per entity ((r / patch_size)²).
@@ -10,7 +11,11 @@ text + video → entity cross-attention → FFN. ``block_order="personalization_
 paper's P→M ablation (entity cross-attention at the start of the block). With
 ``reference_latent_size`` (beyond the paper, off by default), a second trajectory-located
 cross-attention right after the entity one reads each entity's reference latents (its image
-through the video VAE), so appearance reaches every frame from the same source.
+through the video VAE), so appearance reaches every frame from the same source. With
+``entity_placement_channels`` (beyond the paper, off by default), the placement latents — every
+entity's reference pasted at its path point in every frame, through the VAE, plus its coverage — are
+patch-embedded by a zero-initialised layer and added to the video tokens, as CogVideoX-I2V adds its
+image latents, so each entity's look arrives where and when it is asked for.
 
 Key names are a file format: every CogVideoX key is unchanged and Tora's are ``traj_extractor.*``
 and ``fuser.{i}.*``, so diffusers CogVideoX and the public Tora T2V transformer load into this class.
@@ -71,6 +76,7 @@ class Tora2Conditions:
     entity_bias: (B, N, S) trajectory-located attention bias, when the model has entity locality.
     reference_tokens: (B, E·R, De) reference-latent tokens r_i + slot embeddings; reference_valid
     (B, E·R) bool; reference_bias (B, N, E·R): when the model reads reference latents.
+    placement_tokens: (B or 1, N, D) the patch-embedded placement latents, when the model reads them.
     z_p, z_m: (B, E, Dc) contrastive embeddings (training).
     """
 
@@ -82,6 +88,7 @@ class Tora2Conditions:
     reference_tokens: torch.Tensor | None = None
     reference_valid: torch.Tensor | None = None
     reference_bias: torch.Tensor | None = None
+    placement_tokens: torch.Tensor | None = None
     z_p: torch.Tensor | None = None
     z_m: torch.Tensor | None = None
 
@@ -254,6 +261,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         block_order: str = "motion_first",
         entity_locality_sigma: float | None = None,
         reference_latent_size: int | None = None,
+        entity_placement_channels: int | None = None,
     ):
         super().__init__()
         if block_order not in BLOCK_ORDERS:
@@ -311,6 +319,12 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         self.entity_reference = None
         if reference_latent_size is not None:
             self.entity_reference = ReferenceLatentTokenizer(in_channels, patch_size, reference_latent_size, entity_dim)
+        self.entity_placement = None
+        if entity_placement_channels is not None:
+            # Zero-initialised: a model that gains it starts as the model without it.
+            self.entity_placement = nn.Conv2d(entity_placement_channels, inner_dim, patch_size, stride=patch_size)
+            nn.init.zeros_(self.entity_placement.weight)
+            nn.init.zeros_(self.entity_placement.bias)
         if entity_dim is not None:
             self.entity_motion = EntityMotionTokenizer(motion_channels, entity_dim, motion_frequencies)
             self.entity_text_proj = nn.Linear(text_embed_dim, entity_dim)
@@ -485,8 +499,19 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         **entity_inputs,
     ) -> Tora2Conditions:
         """Run everything timestep-independent once: the trajectory extractor, optionally every
-        fuser's γ/β (memory: 2·num_layers·B·N·D values), and the entity binding."""
+        fuser's γ/β (memory: 2·num_layers·B·N·D values), the entity binding and the placement tokens
+        (``entity_placement`` (B, F, Cp, H, W), read when the model has ``entity_placement_channels``)."""
         conditions = Tora2Conditions()
+        placement = entity_inputs.pop("entity_placement", None)
+        if placement is not None:
+            expected_c = self.config.entity_placement_channels
+            if expected_c is None:
+                raise ValueError("entity_placement given but this transformer has no entity_placement_channels")
+            if placement.ndim != 5 or placement.shape[2] != expected_c:
+                raise ValueError(f"entity_placement must be (B, F, {expected_c}, H, W); got {tuple(placement.shape)}")
+            batch = placement.shape[0]
+            grid = self.entity_placement(rearrange(placement, "b f c h w -> (b f) c h w").to(self.dtype))  # (B·F, D, h, w)
+            conditions.placement_tokens = rearrange(grid, "(b f) d h w -> b (f h w) d", b=batch)  # (B, N, D)
         if video_flow is not None:
             if self.traj_extractor is None:
                 raise ValueError("this transformer has no trajectory modules (motion_channels=None)")
@@ -562,6 +587,10 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         tokens = self.embedding_dropout(self.patch_embed(encoder_hidden_states, hidden_states))  # (B, L+N, D)
         encoder_hidden_states, hidden_states = tokens[:, :text_length], tokens[:, text_length:]
         token_grid = (num_frames, height // p, width // p)
+        if conditions.placement_tokens is not None:
+            if conditions.placement_tokens.shape[1:] != hidden_states.shape[1:]:
+                raise ValueError(f"entity_placement gives {conditions.placement_tokens.shape[1]} tokens; the video has {hidden_states.shape[1]}")
+            hidden_states = hidden_states + conditions.placement_tokens.to(hidden_states.dtype)  # (B, N, D), batch 1 broadcast
 
         # 3. Blocks.
         for i, block in enumerate(self.transformer_blocks):

@@ -10,11 +10,14 @@ De entity width.
 * ``flow_latents``: joint Tora flow of every path → RGB → VAE latents (the transformer's ``video_flow``).
 * ``reference_latents``: each entity's reference image through the video VAE (models with
   ``reference_latent_size``).
+* ``placement_latents``: every entity's reference pasted at its path point in every frame, through
+  the video VAE, plus the coverage (models with ``entity_placement_channels``).
 * ``entity_conditions``: every per-entity tensor ``Tora2Transformer3DModel.prepare_conditions`` takes.
 
 Dropped conditions (classifier-free guidance, condition dropout in training) have one meaning each:
 no text = the empty prompt ""; no reference = ``entity_personalization_valid`` False; no trajectory
-= the flow latents of a zero flow (``null_flow_latents``) with every entity frame invisible.
+= the flow latents of a zero flow (``null_flow_latents``) with every entity frame invisible. Either
+of the last two also zeroes the placement latents (they need both a reference and a path).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 from einops import rearrange
 from PIL import Image
 
+from tora2.compositing import paste_sprite
 from tora2.errors import InputError
 from tora2.models.encoders import white_square
 from tora2.pipelines.components import vae_compression
@@ -34,6 +38,10 @@ from tora2.specs import EntitySpec
 from tora2.trajectory import flow_to_rgb, latent_positions, render_flow
 
 DEFAULT_MAX_PHRASE_TOKENS = 16
+# Placement video: a reference's longer side as a fraction of the frame's shorter side. A path gives
+# no size, so every entity is placed at the middle of the synthetic sprites' range (0.16–0.26), in
+# training and in sampling alike; the model learns to draw the entity's own size around it.
+PLACEMENT_SIZE = 0.21
 
 
 # ------------------------------------------------------------------------------------------ text
@@ -217,6 +225,40 @@ def reference_latents(vae, entities: Sequence[Sequence[EntitySpec]], num_entitie
     return out  # (B, E, C, r, r)
 
 
+def placement_video(entities: Sequence[EntitySpec], num_frames: int, height: int, width: int) -> torch.Tensor:
+    """One video's entities → (F, 4, H, W): RGB in [−1, 1] on grey (0) and coverage in [0, 1], each
+    entity with a reference and a path pasted upright at its point in its visible frames, longer side
+    ``PLACEMENT_SIZE`` × the shorter frame side (first entity below, last on top, as the renders)."""
+    canvas = np.zeros((num_frames, height, width, 4), np.float32)
+    canvas[..., :3] = 127.5
+    size = PLACEMENT_SIZE * min(height, width)
+    for entity in entities:
+        if entity.image is None or entity.trajectory is None:
+            continue
+        image = np.asarray(entity.image.convert("RGBA") if isinstance(entity.image, Image.Image) else entity.image)
+        if image.shape[2] == 3:  # no alpha: the whole crop is the entity
+            image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        visible = np.ones(num_frames, bool) if entity.visible is None else np.asarray(entity.visible, bool)
+        for f in np.flatnonzero(visible):
+            paste_sprite(canvas[f], image, np.asarray(entity.trajectory[f], np.float64), size, 0.0)  # in place
+    video = torch.from_numpy(canvas).permute(0, 3, 1, 2)  # (F, 4, H, W)
+    return torch.cat([video[:, :3] / 127.5 - 1.0, video[:, 3:]], dim=1)
+
+
+@torch.no_grad()
+def placement_latents(vae, entities: Sequence[Sequence[EntitySpec]], num_frames: int, height: int, width: int) -> torch.Tensor:
+    """B lists of EntitySpec → (B, Fl, C + 1, h, w): :func:`placement_video` through the VAE less the
+    empty grey canvas's latents (so no entity reads as zeros, like a dropped one), then the coverage
+    average-pooled to the latent grid at each latent frame's last pixel frame."""
+    temporal, spatial = vae_compression(vae)
+    videos = torch.stack([placement_video(sample, num_frames, height, width) for sample in entities])  # (B, F, 4, H, W)
+    latents = encode_video(vae, videos[:, :, :3])  # (B, Fl, C, h, w)
+    empty = encode_video(vae, torch.zeros(1, num_frames, 3, height, width))  # (1, Fl, C, h, w)
+    frames = [min(k * temporal, num_frames - 1) for k in range(latents.shape[1])]
+    coverage = torch.nn.functional.avg_pool2d(videos[:, frames, 3], spatial)  # (B, Fl, h, w)
+    return torch.cat([(latents - empty).float(), coverage[:, :, None]], dim=2)  # (B, Fl, C + 1, h, w)
+
+
 def _check_entity(entity: EntitySpec, index: int, num_frames: int) -> None:
     if entity.trajectory is None:
         return
@@ -248,6 +290,7 @@ def frozen_entity_inputs(
     generator: torch.Generator | None = None,
     sample_mode: str = "mode",
     reference_latent_size: int | None = None,
+    placement: bool = False,
 ) -> dict[str, torch.Tensor | None]:
     """The frozen half of the per-entity conditioning (no trainable module runs; training caches it).
 
@@ -261,7 +304,8 @@ def frozen_entity_inputs(
     ``PersonalizationExtractor.stack_tokens`` (tokens_semantic, tokens_object, tokens_face,
     tokens_is_human, tokens_valid; absent without ``personalization``) and, with
     ``reference_latent_size`` (the transformer's field of that name), entity_reference_latents
-    (B, E, C, r, r) from :func:`reference_latents`.
+    (B, E, C, r, r) from :func:`reference_latents`; with ``placement`` (a transformer with
+    ``entity_placement_channels``), entity_placement (B, Fl, C + 1, h, w) from :func:`placement_latents`.
     """
     batch = len(entities)
     if len(prompts) != batch or prompt_embeds.shape[0] != batch:
@@ -338,6 +382,10 @@ def frozen_entity_inputs(
     # 5. Reference latents (models that read them).
     if reference_latent_size is not None:
         out["entity_reference_latents"] = reference_latents(vae, entities, num_entities, reference_latent_size).to(device)
+
+    # 6. Placement latents (models that read them).
+    if placement:
+        out["entity_placement"] = placement_latents(vae, entities, num_frames, height, width).to(device)
     return out
 
 

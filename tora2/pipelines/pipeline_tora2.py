@@ -231,6 +231,8 @@ class Tora2Pipeline(DiffusionPipeline):
         inputs = dict(base)
         if branch == "no_reference" and inputs.get("entity_personalization_valid") is not None:
             inputs["entity_personalization_valid"] = torch.zeros_like(inputs["entity_personalization_valid"])
+        if branch in ("no_reference", "no_trajectory") and inputs.get("entity_placement") is not None:
+            inputs["entity_placement"] = torch.zeros_like(inputs["entity_placement"])  # it needs both
         if branch == "no_trajectory":
             inputs["video_flow"] = null_flow
             if inputs.get("entity_visible") is not None:
@@ -320,6 +322,7 @@ class Tora2Pipeline(DiffusionPipeline):
             entity_lists, prompts, prompt_embeds, self.tokenizer, self.text_encoder, self.vae,
             self.personalization, num_frames=num_frames, height=height, width=width, sample_mode=flow_sample_mode,
             reference_latent_size=self.transformer.config.get("reference_latent_size"),
+            placement=self.transformer.config.get("entity_placement_channels") is not None,
         )
         null_flow = None
         if "no_trajectory" in branches:

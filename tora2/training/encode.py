@@ -12,6 +12,7 @@ An encoded sample is a flat dict of tensors (saved as one safetensors file per c
     positions (E, Fl, 2)    visible (E, Fl)        text (E, Lc, D)      text_mask (E, Lc)
     semantic (E, Ns, Cs)    object (E, Ni, Co)     face (E, 1, Cf)      is_human (E,)   has_reference (E,)
     reference (E, C, r, r)  (only for a transformer with ``reference_latent_size`` r)
+    placement (Fl, C + 1, h, w)  (only for a transformer with ``entity_placement_channels``)
 
 ``Lc`` is ``max_phrase_tokens``; entity tensors have E = 0 rows for a clip without entities.
 
@@ -72,6 +73,7 @@ class SampleEncoder:
         transformer = components["transformer"]
         self.max_sequence_length = int(transformer.config.max_text_seq_length)
         self.reference_latent_size = transformer.config.get("reference_latent_size")
+        self.placement = transformer.config.get("entity_placement_channels") is not None
         personalization = components.get("personalization")
         self.personalization = personalization  # only its config is read here (stack_tokens)
         self.semantic_dim = personalization.config.semantic_dim if personalization is not None else 1
@@ -88,7 +90,8 @@ class SampleEncoder:
         self._null_flow: dict[tuple, torch.Tensor] = {}
         self.encoder_id = hashlib.sha256(
             f"{_fingerprint(self.vae)}:{_fingerprint(self.text_encoder)}:{self.max_sequence_length}:{max_phrase_tokens}"
-            f"{'' if self.reference_latent_size is None else f':ref{self.reference_latent_size}'}".encode()
+            f"{'' if self.reference_latent_size is None else f':ref{self.reference_latent_size}'}"
+            f"{':placement' if self.placement else ''}".encode()
         ).hexdigest()[:16]
 
     # ----------------------------------------------------------------------------- shared
@@ -186,7 +189,7 @@ class SampleEncoder:
         frozen = frozen_entity_inputs(
             specs, captions, prompt_embeds, self.tokenizer, self.text_encoder, self.vae, self.personalization,
             num_frames=num_frames, height=height, width=width, max_phrase_tokens=self.max_phrase_tokens, trim_phrases=False,
-            reference_latent_size=self.reference_latent_size,
+            reference_latent_size=self.reference_latent_size, placement=self.placement,
         )
         null_flow = self.null_flow(num_frames, height, width).float()
         frames_latent, dim = latents.shape[1], prompt_embeds.shape[-1]
@@ -213,6 +216,9 @@ class SampleEncoder:
                 "null_flow": null_flow,
                 "flow": frozen["video_flow"][b].float() if count else null_flow,
             }
+            if self.placement:  # (Fl, C + 1, h, w); no entity: nothing placed
+                item["placement"] = frozen["entity_placement"][b].float() if count else torch.zeros(
+                    frames_latent, self.vae.config.latent_channels + 1, *latents.shape[-2:])
             for key, name in names.items():
                 value = frozen.get(name)
                 if count and value is not None:
@@ -247,6 +253,8 @@ def pipeline_entity_encoder(components: dict) -> EntityEncoder:
 def collate(encoded: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Encoded samples → a batch; entities padded to the batch's largest count with ``entity_mask``."""
     batch = {k: torch.stack([e[k] for e in encoded]) for k in ("latents", "prompt_embeds", "flow", "null_flow")}
+    if all("placement" in e for e in encoded):
+        batch["placement"] = torch.stack([e["placement"] for e in encoded])  # (B, Fl, C + 1, h, w)
     count = max(e["positions"].shape[0] for e in encoded)
     batch["entity_mask"] = torch.zeros(len(encoded), count, dtype=torch.bool)
     keys = ["positions", "visible", "text", "text_mask", "has_reference", "is_human", "semantic", "object", "face"]

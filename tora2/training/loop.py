@@ -298,6 +298,8 @@ def apply_dropout(batch: dict, cfg: TrainConfig, null_prompt: torch.Tensor, gene
     out["flow"] = torch.where(drop_trajectory[:, None, None, None, None], batch["null_flow"], batch["flow"])
     out["visible"] = batch["visible"] & ~drop_trajectory[:, None, None]
     out["has_reference"] = batch["has_reference"] & ~drop_reference[:, None]
+    if "placement" in batch:  # it needs both a reference and a path
+        out["placement"] = batch["placement"] * ~(drop_reference | drop_trajectory)[:, None, None, None, None]
     return out
 
 
@@ -332,6 +334,7 @@ def compute_loss(cfg: TrainConfig, transformer, personalization, scheduler, batc
             entity_text_mask=batch["text_mask"],
             entity_mask=batch["entity_mask"],
             entity_reference_latents=batch.get("reference"),
+            entity_placement=batch.get("placement"),
         )
     output = transformer(
         hidden_states=noisy,

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tora2.compositing import paste_sprite
 from tora2.configuration import check_positive_ints, load_config, parse_override, write_yaml
 from tora2.errors import InputError
 from tora2.training.config import ModelSettings
@@ -106,8 +107,6 @@ def load_encoder_config(path: str | Path, overrides: list[str] | dict[str, Any] 
 def jitter_sprite(image: np.ndarray, rng: np.random.Generator, size: int, background: np.ndarray | None = None) -> np.ndarray:
     """An RGBA sprite (h, w, 4) → (size, size, 3) uint8: scaled, rotated and shifted inside the square,
     composited over ``background`` ((size, size, 3) uint8) or white."""
-    from tora2.synthetic.clips import paste_sprite
-
     frame = np.full((size, size, 3), 255.0, np.float32) if background is None else background.astype(np.float32)
     scale = rng.uniform(*SCALE_RANGE) * size
     centre = (size - 1) / 2.0 + rng.uniform(-MAX_SHIFT, MAX_SHIFT, 2) * size

@@ -1,0 +1,71 @@
+"""Placement latents (``entity_placement_channels``): every entity's reference pasted at its path
+point, through the VAE, patch-embedded by a zero-initialised layer and added to the video tokens.
+Identity at init, locality of its effect, refusals, and equivalence with precomputed conditions and
+save/load."""
+
+import pytest
+import torch
+
+from tora2.models.transformer_tora2 import Tora2Transformer3DModel
+
+from .tiny import make_entity_inputs, make_flow, make_inputs, make_transformer, perturb
+
+CHANNELS = 5  # the tiny model's 4 latent channels + coverage
+
+
+def placement(batch=2, frames=3, height=8, width=8, seed=7):
+    return torch.randn(batch, frames, CHANNELS, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def test_identity_at_init_and_the_new_layer_learns():
+    model = make_transformer(entity_placement_channels=CHANNELS)
+    plain = make_transformer()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    inputs, flow, entities = make_inputs(model), make_flow(model), make_entity_inputs(model)
+    with torch.no_grad():
+        assert torch.equal(model(**inputs, video_flow=flow, **entities, entity_placement=placement()).sample,
+                           plain(**inputs, video_flow=flow, **entities).sample)
+    model(**inputs, video_flow=flow, **entities, entity_placement=placement()).sample.pow(2).mean().backward()
+    assert model.entity_placement.weight.grad.abs().sum() > 0
+    assert model.part_of("entity_placement.weight") == "tora2"  # absent from converted Tora checkpoints
+
+
+def test_a_placement_changes_the_video_where_it_is_placed():
+    """The layer is a per-patch embedding: a change in one latent patch moves only that patch's token."""
+    model = make_transformer(entity_placement_channels=CHANNELS)
+    perturb([model.entity_placement.weight], scale=0.3)
+    base = placement()
+    conditions = model.prepare_conditions(make_flow(model), entity_placement=base)
+    changed = base.clone()
+    changed[:, 1, :, 0:2, 0:2] += 1.0  # frame 1, the top-left 2×2 latent patch = token (1, 0, 0)
+    moved = model.prepare_conditions(make_flow(model), entity_placement=changed).placement_tokens - conditions.placement_tokens
+    moved = moved.abs().amax(-1).view(2, 3, 4, 4)  # (B, F, h, w)
+    assert moved[:, 1, 0, 0].min() > 0
+    moved[:, 1, 0, 0] = 0
+    assert moved.abs().max() == 0
+
+
+def test_placement_is_refused_where_it_cannot_be_read():
+    with pytest.raises(ValueError, match="no entity_placement_channels"):
+        make_transformer().prepare_conditions(make_flow(make_transformer()), entity_placement=placement())
+    model = make_transformer(entity_placement_channels=CHANNELS)
+    with pytest.raises(ValueError, match=r"entity_placement must be \(B, F, 5, H, W\)"):
+        model.prepare_conditions(make_flow(model), entity_placement=placement()[:, :, :4])
+
+
+def test_precomputed_conditions_shared_placement_and_save_load_agree(tmp_path):
+    model = make_transformer(entity_placement_channels=CHANNELS)
+    perturb([p for n, p in model.named_parameters() if model.part_of(n) != "cogvideox"], scale=0.2)
+    inputs, flow, entities = make_inputs(model), make_flow(model), make_entity_inputs(model)
+    shared = placement(batch=1)
+    with torch.no_grad():
+        direct = model(**inputs, video_flow=flow, **entities, entity_placement=shared.expand(2, -1, -1, -1, -1)).sample
+        conditions = model.prepare_conditions(flow, **entities, entity_placement=shared)  # batch 1: broadcast
+        assert conditions.placement_tokens.shape == (1, 3 * 4 * 4, model.config.num_attention_heads * model.config.attention_head_dim)
+        assert (direct - model(**inputs, conditions=conditions).sample).abs().max() <= 1e-6
+    model.save_pretrained(tmp_path / "transformer")
+    loaded = Tora2Transformer3DModel.from_pretrained(tmp_path / "transformer").eval()
+    assert loaded.config.entity_placement_channels == CHANNELS
+    with torch.no_grad():
+        assert torch.equal(model(**inputs, video_flow=flow, **entities, entity_placement=shared).sample,
+                           loaded(**inputs, video_flow=flow, **entities, entity_placement=shared).sample)

@@ -221,7 +221,7 @@ def test_vae_stage_fits_a_pixel_autoencoder_and_the_next_stage_starts_from_it(tm
     own, saved = wide.state_dict(), narrow.state_dict()
     assert all(torch.equal(own[k], v) for k, v in saved.items() if not k.startswith(tuple(skip)))
     assert own["patch_embed.proj.weight"].shape[1] == 192
-    with pytest.raises(InputError, match="no layer of the model starts with 'proj_in.'"):
+    with pytest.raises(InputError, match="no layer of either model starts with 'proj_in.'"):
         build_components(load_train_config(None, {"model.pretrained": str(result.pipeline_dir),
                                                   "model.init_weights": {"transformer": str(tmp_path / "narrow")},
                                                   "model.init_weights_skip": {"transformer": ["proj_in."]}}))

@@ -379,6 +379,23 @@ def test_model_init_weights_apply_after_a_config_change(tmp_path):
                                                   "model.init_weights": {"transformer": str(tmp_path / "local")}}))
 
 
+def test_a_binder_ablation_starts_from_every_other_saved_layer(tmp_path):
+    """binder none / linear drop or replace the gated binder: model.init_weights_skip names its
+    prefix (layers only the saved model has), and every other saved layer still loads."""
+    source = build_components(load_train_config(None, {"stage": "full", "model.config": "tiny", "model.seed": 3}))["transformer"]
+    source.save_pretrained(tmp_path / "gated")
+    saved = source.state_dict()
+    for binder in ("none", "linear"):
+        overrides = {"stage": "full", "model.config": "tiny", "model.transformer": {"binder": binder},
+                     "model.init_weights": {"transformer": str(tmp_path / "gated")}}
+        with pytest.raises(InputError, match="has different layers \\(entity_binder"):
+            build_components(load_train_config(None, overrides))
+        changed = build_components(load_train_config(None, {**overrides, "model.init_weights_skip": {"transformer": ["entity_binder."]}}))
+        own = changed["transformer"].state_dict()
+        assert all(torch.equal(own[k], v) for k, v in saved.items() if not k.startswith("entity_binder."))
+        assert changed["transformer"].config.binder == binder
+
+
 def test_reference_latents_are_cached_padded_and_trained(tmp_path, manifest):
     cfg = config(tmp_path, manifest, stage="full", **{"data.cache_dir": str(tmp_path / "cache"),
                  "model.transformer": {"entity_locality_sigma": 0.1, "reference_latent_size": 2}})

@@ -152,12 +152,14 @@ def build_components(cfg: TrainConfig) -> dict:
 def _load_init_weights(model, source, name: str, folder: str, skip: tuple[str, ...] = ()) -> list[str]:
     """Copy ``source``'s weights into ``model``: every saved key must exist here with the same shape;
     layers only ``model`` has (a module added by a config field) and keys starting with one of
-    ``skip`` keep their init. Returns those keys."""
-    own = model.state_dict()
-    saved = {k: v for k, v in source.state_dict().items() if not k.startswith(skip)}
-    unused = [prefix for prefix in skip if not any(k.startswith(prefix) for k in own)]
+    ``skip`` keep their init, and saved keys starting with one of ``skip`` are dropped. Returns the
+    keys left at init."""
+    own, everything = model.state_dict(), source.state_dict()
+    saved = {k: v for k, v in everything.items() if not k.startswith(skip)}
+    # A prefix may name layers only the saved model has (a module the new config drops or replaces).
+    unused = [prefix for prefix in skip if not any(k.startswith(prefix) for k in (*own, *everything))]
     if unused:
-        raise InputError(f"model.init_weights_skip.{name}: no layer of the model starts with {unused[0]!r}")
+        raise InputError(f"model.init_weights_skip.{name}: no layer of either model starts with {unused[0]!r}")
     extra = [k for k in saved if k not in own]
     mismatched = [f"{k} {tuple(v.shape)}≠{tuple(own[k].shape)}" for k, v in saved.items() if k in own and v.shape != own[k].shape]
     if extra or mismatched:

@@ -1,11 +1,11 @@
 """Training curves of the embedded model as a PNG (PIL only; no plotting library is a dependency).
 
     python scripts/plot_training.py runs/embedded -o docs/training-curves.png [--json docs/training-curves.json]
-                                    [--vae DIR --encoders DIR --full DIR --grad DIR --ref DIR]
+                                    [--vae DIR --encoders DIR --full DIR --grad DIR --ref DIR --appearance DIR --placement DIR]
 
 Reads ``vae/losses.json`` (tora2.training.vae), ``encoders/losses.json``
-(tora2.training.pretrain_encoders), ``full/losses.json``, ``grad/losses.json`` and ``ref/losses.json``
-(train(): stages 3, 4 and 5) under the run folder, or the folders given; draws each loss per step (light) and its moving average over 25 steps (dark),
+(tora2.training.pretrain_encoders), ``full/losses.json``, ``grad/losses.json``, ``ref/losses.json``,
+``appearance/losses.json`` and ``placement/losses.json`` (train(): stages 3–7) under the run folder, or the folders given; draws each loss per step (light) and its moving average over 25 steps (dark),
 log-scaled y axis, one panel per stage; ``--json`` also writes the curves' numbers.
 """
 
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--json", type=Path, default=None, help="also write the curves' numbers here")
-    for stage in ("vae", "encoders", "full", "grad", "ref", "appearance"):
+    for stage in ("vae", "encoders", "full", "grad", "ref", "appearance", "placement"):
         parser.add_argument(f"--{stage}", type=Path, default=None, help=f"{stage} run folder (default: RUN_DIR/{stage})")
     args = parser.parse_args()
     panels, numbers = [], {}
@@ -83,7 +83,8 @@ def main() -> None:
     for stage, title in (("full", "stage 3 (full): transformer + DPE"),
                          ("grad", "stage 4: the same on gradient backgrounds"),
                          ("ref", "stage 5 (not shipped): + reference latents, recoloured clips"),
-                         ("appearance", "stage 6 (shipped): stage 4 + the per-entity appearance term (1 - NCC)")):
+                         ("appearance", "stage 6: stage 4 + the per-entity appearance term (1 - NCC)"),
+                         ("placement", "stage 7 (shipped): stage 6 + placement latents, recoloured clips")):
         losses = folder(stage) / "losses.json"
         if losses.is_file():
             d = numbers[stage] = json.loads(losses.read_text())
@@ -92,7 +93,7 @@ def main() -> None:
                 series["appearance"] = np.array(d["appearance"])
             panels.append((title, np.array(d["step"]), series))
     if not panels:
-        raise SystemExit(f"error: no losses.json under {args.run_dir}/vae, /encoders, /full, /grad, /ref or /appearance; train first")
+        raise SystemExit(f"error: no losses.json under {args.run_dir}/vae, /encoders, /full, /grad, /ref, /appearance or /placement; train first")
     if args.json is not None:
         args.json.write_text(json.dumps(numbers))
     image = Image.new("RGB", (PANEL[0], PANEL[1] * len(panels)), "white")

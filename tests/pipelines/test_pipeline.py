@@ -224,18 +224,28 @@ def test_one_entity_list_per_prompt_equals_separate_runs():
         pipe(prompts, entities=[[cat], [dog], [cat]], **kwargs)
 
 
-def reference_pipeline():
-    """The tiny pipeline with a transformer that reads reference latents (perturbed so they act)."""
+def pipeline_with(**fields):
+    """The tiny pipeline with a transformer rebuilt with ``fields`` (perturbed so the additions act)."""
     from tora2.models.transformer_tora2 import Tora2Transformer3DModel
 
     components = build_tiny_components("tiny", seed=0)
     config = {k: v for k, v in components["transformer"].config.items() if not k.startswith("_")}
     torch.manual_seed(0)
-    transformer = Tora2Transformer3DModel(**{**config, "entity_locality_sigma": 0.15, "reference_latent_size": 2}).eval()
+    transformer = Tora2Transformer3DModel(**{**config, **fields}).eval()
     perturb([p for n, p in transformer.named_parameters() if transformer.part_of(n) != "cogvideox"], scale=0.3)
     pipe = Tora2Pipeline(**{**components, "transformer": transformer})
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def reference_pipeline():
+    """A transformer that reads reference latents."""
+    return pipeline_with(entity_locality_sigma=0.15, reference_latent_size=2)
+
+
+def placement_pipeline():
+    """A transformer that reads placement latents (the tiny VAE's 4 latent channels + coverage)."""
+    return pipeline_with(entity_placement_channels=5)
 
 
 def test_reference_latents_are_each_entity_image_through_the_vae():
@@ -253,26 +263,14 @@ def test_reference_latents_are_each_entity_image_through_the_vae():
     torch.testing.assert_close(latents[0, 0], own.float())
 
 
-def test_a_reference_reading_model_generates_and_its_references_matter():
-    pipe = reference_pipeline()
+@pytest.mark.parametrize("make", [reference_pipeline, placement_pipeline], ids=["reference-latents", "placement"])
+def test_a_model_reading_the_images_generates_and_its_images_matter(make):
+    pipe = make()
     base = run(pipe).frames
     assert base.shape == (1, F, H, W, 3)
     recoloured = [EntitySpec(e.text, image=sprite((20, 200, 60)), trajectory=e.trajectory, tokens=t.tokens)
                   for e, t in zip(entities(), pipe.encode_entity_images(entities()))]  # same tokens, other image
     assert not np.allclose(run(pipe, entities=recoloured).frames, base, atol=1e-4)
-def placement_pipeline():
-    """The tiny pipeline with a transformer that reads placement latents (perturbed so they act)."""
-    from tora2.models.transformer_tora2 import Tora2Transformer3DModel
-
-    components = build_tiny_components("tiny", seed=0)
-    config = {k: v for k, v in components["transformer"].config.items() if not k.startswith("_")}
-    torch.manual_seed(0)
-    channels = components["vae"].config.latent_channels + 1
-    transformer = Tora2Transformer3DModel(**{**config, "entity_placement_channels": channels}).eval()
-    perturb([p for n, p in transformer.named_parameters() if transformer.part_of(n) != "cogvideox"], scale=0.3)
-    pipe = Tora2Pipeline(**{**components, "transformer": transformer})
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def test_placement_video_pastes_each_reference_on_its_point_in_its_visible_frames():
@@ -311,15 +309,6 @@ def test_placement_latents_are_the_video_through_the_vae_less_the_empty_canvas()
     torch.testing.assert_close(latents[0, :, :channels], own[0].float(), atol=1e-3, rtol=1e-3)  # batched vs single VAE calls
     coverage = torch.nn.functional.avg_pool2d(video[[0, 4, 8], 3], 8)  # each latent frame's last pixel frame
     torch.testing.assert_close(latents[0, :, channels], coverage)
-
-
-def test_a_placement_reading_model_generates_and_its_placements_matter():
-    pipe = placement_pipeline()
-    base = run(pipe).frames
-    assert base.shape == (1, F, H, W, 3)
-    recoloured = [EntitySpec(e.text, image=sprite((20, 200, 60)), trajectory=e.trajectory, tokens=t.tokens)
-                  for e, t in zip(entities(), pipe.encode_entity_images(entities()))]  # same tokens, other image
-    assert not np.allclose(run(pipe, entities=recoloured).frames, base, atol=1e-4)
 
 
 def test_dropping_the_reference_or_the_path_drops_the_placement():

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from cli.errors import handle_errors
+from cli.errors import handle_errors, progress_default
 from tora2.errors import InputError
 from tora2.io import write_json_atomic
 from tora2.requests import MAX_GUIDANCE, check_number
@@ -34,6 +34,7 @@ def evaluate(
     trajectory_guidance_scale: Optional[float] = typer.Option(None, "--trajectory-guidance-scale", help="Extra guidance towards the paths (off when left out)."),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also write a PNG: for the first cases of each entity count, the ground truth over the video with the requested paths drawn."),
     sheet_cases: int = typer.Option(2, "--sheet-cases", help="Cases per entity count on the --sheet PNG."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="A progress bar over the cases (default: on when stderr is a terminal)."),
 ) -> None:
     """Evaluate trajectory error, binding accuracy and appearance similarity on 1, 2 and 3 entities."""
     from tora2.evaluation import (
@@ -67,14 +68,18 @@ def evaluate(
         raise InputError(f"--sheet {sheet} must end in .png")
     if sheet_cases < 1:
         raise InputError(f"--sheet-cases is {sheet_cases}; use at least 1 (or leave out --sheet)")
+    progress = progress_default(progress)
     encoder = None
     if ground_truth:
         num_frames, default_height, default_width = 49, 480, 720
         model_id = "ground-truth"
     else:
+        from entities.generation import set_loading_bars
         from tora2.pipelines.embedded import load_pipeline
 
+        set_loading_bars(progress)
         pipe, model_id = load_pipeline(model)
+        pipe.set_progress_bar_config(disable=True)  # one bar over the cases, not one per video
         num_frames, default_height, default_width = pipe.default_size
         encoder = pipe.image_encoder if pretrained_semantic_encoder(pipe.image_encoder) else None
     num_frames = frames if frames is not None else num_frames
@@ -99,7 +104,7 @@ def evaluate(
         if case.id in shown:
             videos[case.id] = video
 
-    report = run_evaluation(case_list, generate, encoder=encoder, progress=True, keep=keep)
+    report = run_evaluation(case_list, generate, encoder=encoder, progress=progress, keep=keep)
     mode = "ground-truth" if ground_truth else "reconstruct" if reconstruct else "generate"
     report["settings"] = {"model": model_id, "mode": mode, "split": split, "cases_per_count": cases, "seed": seed, "num_frames": num_frames,
                           "height": height, "width": width, "steps": steps if mode == "generate" else None,

@@ -166,7 +166,7 @@ class GenerationBackend:
 
         if self.offload == "sequential" and not torch.cuda.is_available():
             raise AbortBatch("--offload sequential needs a CUDA GPU; on CPU run without --offload")
-        _quiet_loading(self.progress)
+        set_loading_bars(self.progress)
         start = time.perf_counter()
         try:
             pipe, _ = load_pipeline(self.model_dir)
@@ -241,7 +241,7 @@ class GenerationBackend:
                        batch_key=self.batch_key)
 
 
-def _quiet_loading(progress: bool) -> None:
+def set_loading_bars(progress: bool) -> None:
     """diffusers' and transformers' loading bars follow ``progress`` (off: no bar at all)."""
     import diffusers.utils.logging as diffusers_logging
     import transformers.utils.logging as transformers_logging

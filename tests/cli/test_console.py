@@ -53,6 +53,15 @@ def test_no_progress_bar_escape_codes_when_not_a_terminal(tmp_path):
     assert silent.returncode == 0 and "\r" not in silent.stderr and "denoising" not in silent.stderr
 
 
+def test_eval_has_no_bar_escape_codes_when_not_a_terminal(tmp_path):
+    args = ["eval", "--cases", 1, "--steps", 1, "-o", tmp_path / "r.json"]  # the embedded model
+    quiet = tora2(*args)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "\r" not in quiet.stderr and "\x1b[" not in quiet.stderr and "Loading pipeline components" not in quiet.stderr
+    loud = tora2(*args, "--progress")
+    assert loud.returncode == 0 and "evaluating" in loud.stderr and "s/step" not in loud.stderr  # cases, not every step
+
+
 @pytest.mark.parametrize("delay", [0.0, 5.0], ids=["while-importing", "while-loading-or-denoising"])
 def test_ctrl_c_stops_generate_even_when_started_with_sigint_ignored(tmp_path, delay):
     out = tmp_path / "long.mp4"

@@ -30,7 +30,7 @@ def evaluate(
     width: Optional[int] = typer.Option(None, "--width", help="Video width (default: the model's; 720 with --ground-truth)."),
     steps: int = typer.Option(50, "--steps", help="Denoising steps."),
     guidance_scale: float = typer.Option(6.0, "--guidance-scale", help="Text guidance scale."),
-    reference_guidance_scale: Optional[float] = typer.Option(None, "--reference-guidance-scale", help="Extra guidance towards the entity references (off when left out)."),
+    reference_guidance_scale: Optional[float] = typer.Option(None, "--reference-guidance-scale", help="Extra guidance towards the entity references; 0 turns it off (default: the model's own, as tora2 generate uses: 2 for the embedded model)."),
     trajectory_guidance_scale: Optional[float] = typer.Option(None, "--trajectory-guidance-scale", help="Extra guidance towards the paths (off when left out)."),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also write a PNG: for the first cases of each entity count, the ground truth over the video with the requested paths drawn."),
     sheet_cases: int = typer.Option(2, "--sheet-cases", help="Cases per entity count on the --sheet PNG."),
@@ -95,6 +95,10 @@ def evaluate(
     elif reconstruct:
         generate = reconstruction_generator(pipe)
     else:
+        from tora2.pipelines.pipeline_tora2 import MODEL_DEFAULT
+
+        reference_guidance_scale = pipe.effective_reference_guidance(
+            MODEL_DEFAULT if reference_guidance_scale is None else reference_guidance_scale)
         generate = pipeline_generator(pipe, steps, guidance_scale, seed, reference_guidance_scale=reference_guidance_scale,
                                       trajectory_guidance_scale=trajectory_guidance_scale)
     shown = first_cases(case_list, sheet_cases) if sheet is not None else set()

@@ -92,8 +92,7 @@ def generate(
     start = time.perf_counter()
     result = backend.generate([job], [specs])[0]
     timings["generate_s"] = time.perf_counter() - start
-    write_outputs(job, result, output, backend.model_id, overlay=overlay, timings=timings,
-                  extra={"lora": None if lora is None else str(lora), "offload": offload})
+    write_outputs(job, result, output, backend.model_id, overlay=overlay, timings=timings, extra=backend.sidecar_extra())
     typer.echo(f"wrote {output} ({frames} frames, {width}x{height}) in {timings['generate_s']:.1f}s; sidecar {sidecar_path(output)}")
 
 

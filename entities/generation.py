@@ -232,7 +232,12 @@ class GenerationBackend:
 
         write_video(result.frames, path, job.fps)
         final = self.out_dir / job.output if self.out_dir is not None else Path(path)
-        write_sidecar(job, result, final, self.model_id, outputs=[final], extra={"lora": self.lora, "offload": self.offload})
+        write_sidecar(job, result, final, self.model_id, outputs=[final], extra=self.sidecar_extra())
+
+    def sidecar_extra(self) -> dict:
+        """Settings of this backend that every sidecar records (the model's own guidance default included)."""
+        return {"lora": self.lora, "offload": self.offload,
+                "reference_guidance_scale": None if self.pipe is None else self.pipe.effective_reference_guidance()}
 
     def runner_backend(self):
         from tora2.batch import Backend

@@ -234,7 +234,7 @@ def generate_job(backend, folder: str, canvas: str, sizes: dict, prompt: str, st
     backend.load()
     specs = backend.prepare(job)
     result = backend.generate([job], [specs])[0]
-    written = write_outputs(job, result, output, backend.model_id, overlay=True)
+    written = write_outputs(job, result, output, backend.model_id, overlay=True, extra=backend.sidecar_extra())
     manifest = run / "job.jsonl"
     write_text_atomic(manifest, manifest_line(prompt.strip(), entities, "track.json", steps=steps, guidance=guidance,
                                               seed=seed, **sizes) + "\n")

@@ -31,7 +31,8 @@ def model_dir(tmp_path_factory):
     from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
 
     directory = tmp_path_factory.mktemp("model")
-    Tora2Pipeline(**build_tiny_components("tiny", seed=0)).save_pretrained(directory)
+    # With a default reference guidance of its own, as the embedded model has: the sidecar records it.
+    Tora2Pipeline(**build_tiny_components("tiny", seed=0), reference_guidance_scale=1.5).save_pretrained(directory)
     return directory
 
 
@@ -77,6 +78,7 @@ def test_mp4_with_overlay_and_sidecar(model_dir, scene):
     assert [e["text"] for e in sidecar["entities"]] == ["cat", "dog"]
     assert sidecar["entities"][0]["points"][0] == [4.0, 4.0]
     assert sidecar["model"] == str(model_dir) and len(sidecar["timings"]["step_s"]) == 2
+    assert sidecar["reference_guidance_scale"] == 1.5  # the model's default, which the call used
     assert {"torch", "diffusers", "transformers", "tora2"} <= set(sidecar["versions"])
     assert sorted(p.name for p in scene.iterdir() if p.name.startswith(("out", ".out"))) == [
         "out.mp4", "out.mp4.json", "out.overlay.mp4"]  # no temporary files left

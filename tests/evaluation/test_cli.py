@@ -89,6 +89,19 @@ def test_eval_with_a_saved_tiny_pipeline(tmp_path):
     assert all(r["traj_error_px"] >= 0 for r in rows)  # an untrained model: any error, but measured
 
 
+def test_eval_uses_the_models_default_reference_guidance_and_0_turns_it_off(tmp_path):
+    from tora2.pipelines.components import build_tiny_components
+    from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+
+    Tora2Pipeline(**build_tiny_components("tiny", seed=0), reference_guidance_scale=1.5).save_pretrained(tmp_path / "model")
+    common = ["eval", "--model", str(tmp_path / "model"), "--cases", "1", "--frames", "9", "--height", "64", "--width", "64", "--steps", "1"]
+    for extra, expected in (([], 1.5), (["--reference-guidance-scale", "0"], None), (["--reference-guidance-scale", "3"], 3.0)):
+        out = tmp_path / f"r{len(extra)}{expected}.json"
+        result = runner.invoke(app, [*common, *extra, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(out.read_text())["settings"]["reference_guidance_scale"] == expected
+
+
 def test_eval_reconstruct_scores_the_autoencoder_round_trip(tmp_path):
     from tora2.pipelines.embedded import EMBEDDED_DIR
 

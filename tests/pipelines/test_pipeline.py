@@ -273,6 +273,29 @@ def test_a_model_reading_the_images_generates_and_its_images_matter(make):
     assert not np.allclose(run(pipe, entities=recoloured).frames, base, atol=1e-4)
 
 
+def test_the_model_default_reference_guidance_is_saved_and_used_unless_overridden(tmp_path):
+    """``reference_guidance_scale`` saved with the pipeline (model_index.json) is what a call without
+    the argument uses; None or 0 turn the branch off, a number overrides it."""
+    from tora2.pipelines.pipeline_tora2 import MODEL_DEFAULT
+
+    pipe = make_pipeline()
+    default = Tora2Pipeline(**pipe.components, reference_guidance_scale=2.0)
+    default.set_progress_bar_config(disable=True)
+    default.save_pretrained(tmp_path / "model")
+    loaded = Tora2Pipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.reference_guidance_scale == 2.0 and loaded.effective_reference_guidance() == 2.0
+    np.testing.assert_array_equal(run(default).frames, run(pipe, reference_guidance_scale=2.0).frames)
+    np.testing.assert_array_equal(run(loaded).frames, run(pipe, reference_guidance_scale=2.0).frames)
+    off = run(pipe).frames  # a pipeline without a default: no branch
+    assert pipe.effective_reference_guidance(MODEL_DEFAULT) is None
+    np.testing.assert_array_equal(run(default, reference_guidance_scale=None).frames, off)
+    np.testing.assert_array_equal(run(default, reference_guidance_scale=0).frames, off)
+    assert not np.array_equal(run(default).frames, off)
+    with pytest.raises(InputError, match="reference_guidance_scale 'big'"):
+        run(default, reference_guidance_scale="big")
+
+
 def test_placement_video_pastes_each_reference_on_its_point_in_its_visible_frames():
     from tora2.pipelines.conditioning import PLACEMENT_SIZE, placement_video
 

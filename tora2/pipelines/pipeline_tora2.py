@@ -5,8 +5,8 @@ C latent channels, H/W pixel size, h/w latent size, L text tokens, D text width.
 
 Guidance branches run as one batched forward, in this order (each present only when used):
 ``uncond`` (negative prompt; trajectories and references kept, as Tora does), ``cond``,
-``no_reference`` (every ``entity_personalization_valid`` False; when ``reference_guidance_scale``
-is set) and ``no_trajectory`` (zero-flow latents, every entity frame invisible; when
+``no_reference`` (every ``entity_personalization_valid`` False and the placement latents zeroed;
+when ``reference_guidance_scale`` is set, by the call or as the model's default saved with it) and ``no_trajectory`` (zero-flow latents, every entity frame invisible; when
 ``trajectory_guidance_scale`` is set). The prediction is
 ``uncond + s·(cond − uncond) + s_ref·(cond − no_reference) + s_traj·(cond − no_trajectory)``.
 With no entities and no paths this is exactly diffusers' CogVideoXPipeline.
@@ -40,6 +40,9 @@ from tora2.pipelines.conditioning import check_frame_size, decode_latents, encod
 from tora2.specs import KINDS, EntitySpec, EntityTokens
 
 OUTPUT_TYPES = ("np", "pil", "pt", "latent")
+# ``reference_guidance_scale`` left at this value means the model's own default, saved with the
+# pipeline (``model_index.json``); None or 0 turns the extra branch off.
+MODEL_DEFAULT = "model"
 
 
 @dataclass
@@ -76,8 +79,12 @@ class Tora2Pipeline(DiffusionPipeline):
         personalization=None,
         image_encoder=None,
         face_encoder=None,
+        reference_guidance_scale: float | None = None,
     ):
         super().__init__()
+        # The model's default extra guidance towards the entity references (a setting, not a module:
+        # saved in model_index.json like diffusers' requires_safety_checker).
+        self.register_to_config(reference_guidance_scale=reference_guidance_scale)
         self.register_modules(
             tokenizer=tokenizer,
             text_encoder=text_encoder,
@@ -207,6 +214,15 @@ class Tora2Pipeline(DiffusionPipeline):
         if entities and self.personalization is None and any(e.tokens is not None or e.image is not None for e in entities):
             raise InputError("entities have reference images but this pipeline has no personalization component")
 
+    def effective_reference_guidance(self, value: float | None | str = MODEL_DEFAULT) -> float | None:
+        """The reference guidance scale a call with ``value`` uses: the model's default for
+        ``MODEL_DEFAULT``, None (no branch) for None or 0."""
+        if isinstance(value, str):
+            if value != MODEL_DEFAULT:
+                raise InputError(f"reference_guidance_scale {value!r}: pass a number, None, or {MODEL_DEFAULT!r} for the model's default")
+            value = self.config.get("reference_guidance_scale")
+        return value or None
+
     # ------------------------------------------------------------------ entity tokens
     @torch.no_grad()
     def encode_entity_images(self, entities: list[EntitySpec]) -> list[EntitySpec]:
@@ -263,7 +279,7 @@ class Tora2Pipeline(DiffusionPipeline):
         num_inference_steps: int = 50,
         guidance_scale: float = 6.0,
         use_dynamic_cfg: bool = False,
-        reference_guidance_scale: float | None = None,
+        reference_guidance_scale: float | None | str = MODEL_DEFAULT,
         trajectory_guidance_scale: float | None = None,
         eta: float = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -282,10 +298,13 @@ class Tora2Pipeline(DiffusionPipeline):
         padded with masked entities).
         num_frames/height/width default to the transformer's sample size. ``guidance_scale`` is the
         text scale (1 = no text guidance); ``reference_guidance_scale`` / ``trajectory_guidance_scale``
-        add a branch each when set. ``use_dynamic_cfg`` is CogVideoX's cosine schedule of the text scale.
+        add a branch each when set (not None, not 0); ``reference_guidance_scale`` defaults to the
+        model's own (``self.config.reference_guidance_scale``, None for most models). ``use_dynamic_cfg`` is CogVideoX's cosine schedule of the text scale.
         ``flow_sample_mode``: "mode" (deterministic) or "sample" (Tora samples the flow posterior).
         """
         # 0. Defaults and checks.
+        reference_guidance_scale = self.effective_reference_guidance(reference_guidance_scale)
+        trajectory_guidance_scale = trajectory_guidance_scale or None  # 0: no branch
         default_frames, default_height, default_width = self.default_size
         num_frames = num_frames or default_frames
         height, width = height or default_height, width or default_width

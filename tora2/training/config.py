@@ -119,6 +119,9 @@ class TrainConfig:
     checkpoints_total_limit: int | None = 3
     tensorboard: bool = True
     save_pipeline: bool = True  # write a full pipeline folder to output_dir/pipeline at the end
+    # The saved pipeline's default extra guidance towards the entity references (model_index.json;
+    # tora2 generate / eval / batch use it unless told otherwise); None = no such branch.
+    reference_guidance_scale: float | None = None
     progress: bool = False  # a tqdm bar (the CLI turns it on)
     model: ModelSettings = field(default_factory=ModelSettings)
     data: DataConfig = field(default_factory=DataConfig)
@@ -134,6 +137,8 @@ def check_config(cfg: TrainConfig) -> None:
     """Meaning checks, one line each, naming the key and the fix."""
     if isinstance(cfg.model, dict) or isinstance(cfg.data, dict):
         return  # from_dict builds the nested sections after; they are checked again in train()
+    if cfg.reference_guidance_scale is not None and not 0 <= cfg.reference_guidance_scale < float("inf"):
+        raise InputError(f"reference_guidance_scale is {cfg.reference_guidance_scale}; use a number ≥ 0, or null for none")
     if cfg.stage not in STAGES:
         raise InputError(f"stage {cfg.stage!r} is not supported; use one of {', '.join(STAGES)}")
     if cfg.mixed_precision not in MIXED_PRECISION:

@@ -577,7 +577,7 @@ def train(
 
             result.lora_path = save_lora(components["transformer"], output_dir / "lora.safetensors")
         if cfg.save_pipeline:
-            result.pipeline_dir = save_pipeline(components, output_dir / "pipeline")
+            result.pipeline_dir = save_pipeline(components, output_dir / "pipeline", cfg.reference_guidance_scale)
         write_losses(output_dir, result)
     if cfg.tensorboard:
         accelerator.end_training()
@@ -611,15 +611,16 @@ def save_checkpoint(accelerator, cfg: TrainConfig, output_dir: Path, step: int) 
     return folder
 
 
-def save_pipeline(components: dict, path: Path) -> Path:
-    """A full pipeline folder (diffusers layout) that ``tora2 generate --model`` loads."""
+def save_pipeline(components: dict, path: Path, reference_guidance_scale: float | None = None) -> Path:
+    """A full pipeline folder (diffusers layout) that ``tora2 generate --model`` loads, with the
+    model's default ``reference_guidance_scale``."""
     from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
 
     transformer = components["transformer"]
     if getattr(transformer, "peft_config", None):
         # LoRA weights go to lora.safetensors; the pipeline folder keeps the base transformer.
         transformer = _without_lora(transformer)
-    pipe = Tora2Pipeline(**{**components, "transformer": transformer})
+    pipe = Tora2Pipeline(**{**components, "transformer": transformer}, reference_guidance_scale=reference_guidance_scale)
     pipe.save_pretrained(str(path))
     return path
 

@@ -51,7 +51,6 @@ else
   START=(--set "model.init_weights={}")
 fi
 
-
 run_one() {
   local name=$1 out=runs/ablations/$PREFIX$1 extra=()
   mkdir -p "$out"

@@ -74,7 +74,7 @@ def generate(
               entities=requests, seed=seed, height=height, width=width, num_frames=frames, num_inference_steps=steps,
               guidance_scale=guidance, fps=fps, output=str(output))
     estimate = check_job(job, info)
-    plan = _plan(job, backend.model_id, estimate, overlay, offload, format_bytes)
+    plan = _plan(job, backend.model_id, info, estimate, overlay, offload, format_bytes)
     if dry_run:
         typer.echo(plan)
         typer.echo("dry run: nothing generated, nothing written")
@@ -96,13 +96,14 @@ def generate(
     typer.echo(f"wrote {output} ({frames} frames, {width}x{height}) in {timings['generate_s']:.1f}s; sidecar {sidecar_path(output)}")
 
 
-def _plan(job, model_id: str, estimate: int, overlay: bool, offload: str | None, format_bytes) -> str:
+def _plan(job, model_id: str, info, estimate: int, overlay: bool, offload: str | None, format_bytes) -> str:
     steps = job.num_inference_steps or "default"
     guidance = job.guidance_scale if job.guidance_scale is not None else "default"
+    reference = f", reference guidance {info.reference_guidance_scale:g} (the model's)" if info.reference_guidance_scale else ""
     lines = [
         f"model:    {model_id}",
         f"prompt:   {job.prompt!r}",
-        f"video:    {job.num_frames} frames, {job.width}x{job.height} (WxH), steps {steps}, guidance {guidance}, seed {job.seed}",
+        f"video:    {job.num_frames} frames, {job.width}x{job.height} (WxH), steps {steps}, guidance {guidance}{reference}, seed {job.seed}",
         f"output:   {job.output}" + (" (+ overlay)" if overlay else "") + (f", offload {offload}" if offload else ""),
         f"memory:   about {format_bytes(estimate)} at peak (estimate)",
         f"entities: {len(job.entities)}",

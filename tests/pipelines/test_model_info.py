@@ -20,6 +20,16 @@ def test_embedded_model_facts():
     assert 5e6 < info.weight_bytes < 60e6
 
 
+def test_the_models_default_reference_guidance_is_read_and_costs_a_branch():
+    from dataclasses import replace
+
+    info = read_model_info(EMBEDDED_DIR)
+    assert info.reference_guidance_scale == 2.0  # model_index.json
+    wide = replace(info, hidden=3072)  # so that the blocks, not the VAE, set the peak
+    without = replace(wide, reference_guidance_scale=None)
+    assert estimate_peak_bytes(wide, 9, 512, 512) > estimate_peak_bytes(without, 9, 512, 512)
+
+
 def test_reading_a_model_does_not_import_torch():
     code = ("import sys; from tora2.pipelines.model_info import read_model_info; from tora2.pipelines.embedded import EMBEDDED_DIR; "
             "read_model_info(EMBEDDED_DIR); print('torch' in sys.modules)")

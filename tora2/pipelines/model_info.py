@@ -52,6 +52,7 @@ class ModelInfo:
     text_tokens: int
     vae_channels: int  # the VAE's first-level channel count (its full-resolution activations; 0: none)
     weight_bytes: int  # every safetensors/bin file in the folder
+    reference_guidance_scale: float | None = None  # the model's default extra branch (model_index.json)
 
 
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
@@ -63,6 +64,10 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(f"{path} is not a complete Tora2 pipeline folder ({error}); pass another --model") from None
     temporal, spatial = vae_config_compression(vae)
+    try:
+        index = json.loads((path / "model_index.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        index = {}
     weights = sum(p.stat().st_size for p in path.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
     return ModelInfo(
         path=path,
@@ -79,6 +84,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         text_tokens=int(transformer.get("max_text_seq_length", 226)),
         vae_channels=int(vae.get("block_out_channels", [0])[0]),
         weight_bytes=weights,
+        reference_guidance_scale=index.get("reference_guidance_scale") or None,
     )
 
 
@@ -120,9 +126,9 @@ def estimate_peak_bytes(info: ModelInfo, num_frames: int, height: int, width: in
                         guidance: bool = True) -> int:
     """Peak memory of generating ``batch`` videos of ``num_frames × height × width`` (bytes, a slight
     over-estimate): weights, one transformer block's activations over every token (twice the batch
-    under classifier-free guidance) or the VAE's full-resolution activations, whichever is larger,
-    and the frame buffers."""
-    rows = batch * (2 if guidance else 1)
+    under classifier-free guidance, once more with the model's default reference branch) or the VAE's
+    full-resolution activations, whichever is larger, and the frame buffers."""
+    rows = batch * ((2 if guidance else 1) + (1 if info.reference_guidance_scale and info.max_entities else 0))
     latent_frames = (num_frames - 1) // info.temporal + 1
     tokens = latent_frames * (height // (info.spatial * info.patch_size)) * (width // (info.spatial * info.patch_size))
     sequence = tokens + info.text_tokens

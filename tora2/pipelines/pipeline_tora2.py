@@ -6,7 +6,8 @@ C latent channels, H/W pixel size, h/w latent size, L text tokens, D text width.
 Guidance branches run as one batched forward, in this order (each present only when used):
 ``uncond`` (negative prompt; trajectories and references kept, as Tora does), ``cond``,
 ``no_reference`` (every ``entity_personalization_valid`` False and the placement latents zeroed;
-when ``reference_guidance_scale`` is set, by the call or as the model's default saved with it) and ``no_trajectory`` (zero-flow latents, every entity frame invisible; when
+when ``reference_guidance_scale`` is set, by the call or as the model's default saved with it)
+and ``no_trajectory`` (zero-flow latents, every entity frame invisible; when
 ``trajectory_guidance_scale`` is set). The prediction is
 ``uncond + s·(cond − uncond) + s_ref·(cond − no_reference) + s_traj·(cond − no_trajectory)``.
 With no entities and no paths this is exactly diffusers' CogVideoXPipeline.
@@ -299,7 +300,8 @@ class Tora2Pipeline(DiffusionPipeline):
         num_frames/height/width default to the transformer's sample size. ``guidance_scale`` is the
         text scale (1 = no text guidance); ``reference_guidance_scale`` / ``trajectory_guidance_scale``
         add a branch each when set (not None, not 0); ``reference_guidance_scale`` defaults to the
-        model's own (``self.config.reference_guidance_scale``, None for most models). ``use_dynamic_cfg`` is CogVideoX's cosine schedule of the text scale.
+        model's own (``self.config.reference_guidance_scale``, None for most models).
+        ``use_dynamic_cfg`` is CogVideoX's cosine schedule of the text scale.
         ``flow_sample_mode``: "mode" (deterministic) or "sample" (Tora samples the flow posterior).
         """
         # 0. Defaults and checks.

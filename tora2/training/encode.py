@@ -73,7 +73,8 @@ class SampleEncoder:
         transformer = components["transformer"]
         self.max_sequence_length = int(transformer.config.max_text_seq_length)
         self.reference_latent_size = transformer.config.get("reference_latent_size")
-        self.placement = transformer.config.get("entity_placement_channels") is not None
+        self.placement_channels = transformer.config.get("entity_placement_channels")  # C + 1, or None
+        self.placement = self.placement_channels is not None
         personalization = components.get("personalization")
         self.personalization = personalization  # only its config is read here (stack_tokens)
         self.semantic_dim = personalization.config.semantic_dim if personalization is not None else 1
@@ -218,7 +219,7 @@ class SampleEncoder:
             }
             if self.placement:  # (Fl, C + 1, h, w); no entity: nothing placed
                 item["placement"] = frozen["entity_placement"][b].float() if count else torch.zeros(
-                    frames_latent, self.vae.config.latent_channels + 1, *latents.shape[-2:])
+                    frames_latent, self.placement_channels, *latents.shape[-2:])
             for key, name in names.items():
                 value = frozen.get(name)
                 if count and value is not None:

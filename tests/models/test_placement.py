@@ -69,3 +69,24 @@ def test_precomputed_conditions_shared_placement_and_save_load_agree(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(**inputs, video_flow=flow, **entities, entity_placement=shared).sample,
                            loaded(**inputs, video_flow=flow, **entities, entity_placement=shared).sample)
+
+
+def test_per_entity_canvases_widen_the_layer_and_start_from_a_one_canvas_model():
+    """``entity_placement_per_entity``: one canvas of C + 1 channels per entity slot. Loaded from a
+    one-canvas model (``adapt_saved_state``), the layer is repeated on every slot, so canvases that
+    sum to the composite give the one-canvas model's tokens (the layer is linear; its bias counts once)."""
+    one = make_transformer(entity_placement_channels=CHANNELS)
+    perturb([one.entity_placement.weight, one.entity_placement.bias], scale=0.3)
+    per_entity = make_transformer(entity_placement_channels=CHANNELS, entity_placement_per_entity=True)
+    slots = per_entity.config.max_entities
+    assert one.placement_canvases == 1 and per_entity.placement_canvases == slots and make_transformer().placement_canvases is None
+    assert per_entity.entity_placement.in_channels == slots * CHANNELS
+    per_entity.load_state_dict(per_entity.adapt_saved_state(one.state_dict()))
+    first, second = placement(seed=1), placement(seed=2)  # (B, F, Cp, H, W) each
+    canvases = torch.cat([first, second] + [torch.zeros_like(first)] * (slots - 2), dim=2)  # (B, F, S·Cp, H, W)
+    with torch.no_grad():
+        torch.testing.assert_close(per_entity.prepare_conditions(make_flow(per_entity), entity_placement=canvases).placement_tokens,
+                                   one.prepare_conditions(make_flow(one), entity_placement=first + second).placement_tokens)
+    with pytest.raises(ValueError, match=rf"entity_placement must be \(B, F, {slots * CHANNELS}, H, W\)"):
+        per_entity.prepare_conditions(make_flow(per_entity), entity_placement=first)
+    assert one.adapt_saved_state(per_entity.state_dict()) is not None  # no rule the other way: left as saved

@@ -334,6 +334,34 @@ def test_placement_latents_are_the_video_through_the_vae_less_the_empty_canvas()
     torch.testing.assert_close(latents[0, :, channels], coverage)
 
 
+def test_per_entity_placement_gives_each_entity_its_own_canvas_in_its_slot():
+    """canvases S > 1: slot i holds entity i alone (as a one-entity composite); empty slots, and an
+    entity with nothing to place, are exactly zero; more entities than slots are refused."""
+    from tora2.pipelines.conditioning import placement_latents
+
+    pipe = placement_pipeline()
+    cat, dog = entities()
+    cloud = EntitySpec("cloud", trajectory=line(0, 0, 8, 8))  # no image: nothing to place
+    channels = pipe.vae.config.latent_channels + 1
+    latents = placement_latents(pipe.vae, [[cat, cloud, dog]], F, H, W, canvases=4)  # (1, Fl, 4·(C + 1), h, w)
+    assert latents.shape == (1, 3, 4 * channels, H // 8, W // 8)
+    slots = latents[0].unflatten(1, (4, channels))  # (Fl, S, C + 1, h, w)
+    for slot, entity in ((0, cat), (2, dog)):
+        torch.testing.assert_close(slots[:, slot], placement_latents(pipe.vae, [[entity]], F, H, W)[0], atol=1e-3, rtol=1e-3)
+    assert slots[:, 1].abs().sum() == 0 and slots[:, 3].abs().sum() == 0
+    with pytest.raises(InputError, match="places at most 2"):
+        placement_latents(pipe.vae, [[cat, dog, cloud]], F, H, W, canvases=2)
+
+
+def test_a_per_entity_placement_model_generates_and_its_images_matter():
+    pipe = pipeline_with(entity_placement_channels=5, entity_placement_per_entity=True)
+    assert pipe.transformer.entity_placement.in_channels == 5 * pipe.transformer.config.max_entities
+    base = run(pipe).frames
+    recoloured = [EntitySpec(e.text, image=sprite((20, 200, 60)), trajectory=e.trajectory, tokens=t.tokens)
+                  for e, t in zip(entities(), pipe.encode_entity_images(entities()))]
+    assert not np.allclose(run(pipe, entities=recoloured).frames, base, atol=1e-4)
+
+
 def test_dropping_the_reference_or_the_path_drops_the_placement():
     base = {"entity_placement": torch.ones(1, 3, 5, 4, 4), "entity_personalization_valid": torch.ones(1, 2, dtype=torch.bool),
             "entity_visible": torch.ones(1, 2, 3, dtype=torch.bool), "video_flow": torch.ones(1, 3, 4, 4, 4)}

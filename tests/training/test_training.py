@@ -413,19 +413,26 @@ def test_reference_latents_are_cached_padded_and_trained(tmp_path, manifest):
     assert all(not torch.equal(before[n], after[n]) for n in ("entity_reference.proj.weight", "transformer_blocks.0.reference_attn.attn.to_out.0.weight"))
 
 
-def test_placement_latents_are_cached_dropped_with_their_conditions_and_trained(tmp_path, manifest):
+@pytest.mark.parametrize("per_entity", [False, True], ids=["one-canvas", "per-entity"])
+def test_placement_latents_are_cached_dropped_with_their_conditions_and_trained(tmp_path, manifest, per_entity):
     cfg = config(tmp_path, manifest, stage="full", **{"data.cache_dir": str(tmp_path / "cache"),
-                 "model.transformer": {"entity_placement_channels": 5}})
+                 "model.transformer": {"entity_placement_channels": 5, "entity_placement_per_entity": per_entity}})
     components = build_components(cfg)
     transformer = components["transformer"]
+    canvases = transformer.config.max_entities if per_entity else 1
     before = transformer.entity_placement.weight.detach().clone()
     result = train(cfg, entity_encoder=fake_entity_encoder(components), components=components)
     assert len(result.losses) == 4 and all(torch.isfinite(torch.tensor(result.losses)))
     from safetensors.torch import load_file
 
     cached = [load_file(str(p)) for p in (tmp_path / "cache").rglob("*.safetensors")]
-    assert cached and all(c["placement"].shape == (c["latents"].shape[0], 5, *c["latents"].shape[-2:]) for c in cached)
-    assert all(c["placement"][:, -1].max() > 0.5 for c in cached if c["positions"].shape[0])  # coverage where placed
+    assert cached and all(c["placement"].shape == (c["latents"].shape[0], 5 * canvases, *c["latents"].shape[-2:]) for c in cached)
+    for c in cached:  # coverage where placed: in the first canvas, and with one canvas per entity, in each entity's own
+        count = c["positions"].shape[0]
+        for slot in range(min(count, canvases) if count else 0):
+            assert c["placement"][:, 5 * slot + 4].max() > 0.5
+        for slot in range(count if per_entity else canvases, canvases):
+            assert c["placement"][:, 5 * slot:5 * slot + 5].abs().sum() == 0
     assert not torch.equal(before, transformer.entity_placement.weight)
 
     from tora2.training.encode import collate

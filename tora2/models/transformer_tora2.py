@@ -1,7 +1,7 @@
 """Tora2Transformer3DModel: CogVideoX 1.0 DiT + Tora's motion guidance + Tora2's entity binding.
 
 Glossary: B batch, F latent frames, C latent channels, H/W latent size, h/w token grid (H/p, W/p),
-Cp placement channels (C + 1),
+Cp placement channels (C + 1 per canvas; max_entities canvases with ``entity_placement_per_entity``),
 N video tokens (F·h·w), L text tokens, D hidden, E entities, Q personalization tokens per entity,
 Lc entity-phrase tokens, De entity width, S injected entity tokens per sample (E·(Q + F)),
 r reference latent side, R reference tokens per entity ((r / patch_size)²).
@@ -15,7 +15,10 @@ through the video VAE), so appearance reaches every frame from the same source. 
 ``entity_placement_channels`` (beyond the paper, off by default), the placement latents — every
 entity's reference pasted at its path point in every frame, through the VAE, plus its coverage — are
 patch-embedded by a zero-initialised layer and added to the video tokens, as CogVideoX-I2V adds its
-image latents, so each entity's look arrives where and when it is asked for.
+image latents, so each entity's look arrives where and when it is asked for. By default every
+entity is pasted on one canvas (where paths cross, the last covers the others); with
+``entity_placement_per_entity`` each entity slot has a canvas of its own (entity i in channels
+i·(C + 1) … (i + 1)·(C + 1)), so overlapping entities stay apart and the slot says which is which.
 
 Key names are a file format: every CogVideoX key is unchanged and Tora's are ``traj_extractor.*``
 and ``fuser.{i}.*``, so diffusers CogVideoX and the public Tora T2V transformer load into this class.
@@ -262,6 +265,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         entity_locality_sigma: float | None = None,
         reference_latent_size: int | None = None,
         entity_placement_channels: int | None = None,
+        entity_placement_per_entity: bool = False,
     ):
         super().__init__()
         if block_order not in BLOCK_ORDERS:
@@ -322,7 +326,8 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         self.entity_placement = None
         if entity_placement_channels is not None:
             # Zero-initialised: a model that gains it starts as the model without it.
-            self.entity_placement = nn.Conv2d(entity_placement_channels, inner_dim, patch_size, stride=patch_size)
+            canvases = max_entities if entity_placement_per_entity else 1
+            self.entity_placement = nn.Conv2d(canvases * entity_placement_channels, inner_dim, patch_size, stride=patch_size)
             nn.init.zeros_(self.entity_placement.weight)
             nn.init.zeros_(self.entity_placement.bias)
         if entity_dim is not None:
@@ -504,9 +509,9 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         conditions = Tora2Conditions()
         placement = entity_inputs.pop("entity_placement", None)
         if placement is not None:
-            expected_c = self.config.entity_placement_channels
-            if expected_c is None:
+            if self.entity_placement is None:
                 raise ValueError("entity_placement given but this transformer has no entity_placement_channels")
+            expected_c = self.entity_placement.in_channels
             if placement.ndim != 5 or placement.shape[2] != expected_c:
                 raise ValueError(f"entity_placement must be (B, F, {expected_c}, H, W); got {tuple(placement.shape)}")
             batch = placement.shape[0]
@@ -631,6 +636,26 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         return Transformer2DModelOutput(sample=output)
 
     # ------------------------------------------------------------------ parts and loading
+    @property
+    def placement_canvases(self) -> int | None:
+        """How many placement canvases the model reads: None (no placement), 1 (every entity on one
+        canvas) or max_entities (one per entity slot, ``entity_placement_per_entity``)."""
+        if self.entity_placement is None:
+            return None
+        return self.config.max_entities if self.config.get("entity_placement_per_entity") else 1
+
+    def adapt_saved_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A saved state dict made to fit this config where a rule says how (training's
+        ``model.init_weights``): a one-canvas placement layer becomes the same layer on every entity
+        slot, so a per-entity model starts as the one-canvas model on entities that do not overlap
+        (the VAE is near-linear there: the canvases sum to the composite)."""
+        key = "entity_placement.weight"
+        saved, own = state.get(key), self.entity_placement
+        canvases = self.placement_canvases or 1
+        if saved is None or own is None or canvases == 1 or saved.shape[1] * canvases != own.in_channels:
+            return state
+        return {**state, key: saved.repeat(1, canvases, 1, 1)}  # (D, Cp, p, p) → (D, S·Cp, p, p)
+
     @staticmethod
     def part_of(key: str) -> str:
         """Which part a state-dict key belongs to: "cogvideox", "tora" or "tora2"."""

@@ -246,17 +246,29 @@ def placement_video(entities: Sequence[EntitySpec], num_frames: int, height: int
 
 
 @torch.no_grad()
-def placement_latents(vae, entities: Sequence[Sequence[EntitySpec]], num_frames: int, height: int, width: int) -> torch.Tensor:
-    """B lists of EntitySpec → (B, Fl, C + 1, h, w): :func:`placement_video` through the VAE less the
-    empty grey canvas's latents (so no entity reads as zeros, like a dropped one), then the coverage
-    average-pooled to the latent grid at each latent frame's last pixel frame."""
+def placement_latents(vae, entities: Sequence[Sequence[EntitySpec]], num_frames: int, height: int, width: int,
+                      canvases: int = 1) -> torch.Tensor:
+    """B lists of EntitySpec → (B, Fl, S·(C + 1), h, w): :func:`placement_video` through the VAE less
+    the empty grey canvas's latents (so no entity reads as zeros, like a dropped one), then the
+    coverage average-pooled to the latent grid at each latent frame's last pixel frame. ``canvases``
+    S = 1 pastes every entity on one canvas; S > 1 gives entity i a canvas of its own in slot i
+    (slots without an entity, or with no reference or no path, are zeros)."""
+    if canvases > 1 and any(len(sample) > canvases for sample in entities):
+        raise InputError(f"{max(map(len, entities))} entities given; this model places at most {canvases}, "
+                         f"so give at most {canvases}")
     temporal, spatial = vae_compression(vae)
-    videos = torch.stack([placement_video(sample, num_frames, height, width) for sample in entities])  # (B, F, 4, H, W)
-    latents = encode_video(vae, videos[:, :, :3])  # (B, Fl, C, h, w)
+    if canvases == 1:
+        groups = [list(sample) for sample in entities]  # B canvases
+    else:  # B·S canvases, one entity each
+        groups = [[sample[i]] if i < len(sample) else [] for sample in entities for i in range(canvases)]
+    videos = torch.stack([placement_video(group, num_frames, height, width) for group in groups])  # (B·S, F, 4, H, W)
+    latents = encode_video(vae, videos[:, :, :3])  # (B·S, Fl, C, h, w)
     empty = encode_video(vae, torch.zeros(1, num_frames, 3, height, width))  # (1, Fl, C, h, w)
     frames = [min(k * temporal, num_frames - 1) for k in range(latents.shape[1])]
-    coverage = torch.nn.functional.avg_pool2d(videos[:, frames, 3], spatial)  # (B, Fl, h, w)
-    return torch.cat([(latents - empty).float(), coverage[:, :, None]], dim=2)  # (B, Fl, C + 1, h, w)
+    coverage = torch.nn.functional.avg_pool2d(videos[:, frames, 3], spatial)  # (B·S, Fl, h, w)
+    placed = torch.cat([(latents - empty).float(), coverage[:, :, None]], dim=2)  # (B·S, Fl, C + 1, h, w)
+    placed[videos[:, :, 3].flatten(1).amax(1) == 0] = 0.0  # nothing pasted: exactly zeros
+    return rearrange(placed, "(b s) f c h w -> b f (s c) h w", s=canvases)  # (B, Fl, S·(C + 1), h, w)
 
 
 def _check_entity(entity: EntitySpec, index: int, num_frames: int) -> None:
@@ -290,7 +302,7 @@ def frozen_entity_inputs(
     generator: torch.Generator | None = None,
     sample_mode: str = "mode",
     reference_latent_size: int | None = None,
-    placement: bool = False,
+    placement: int | None = None,
 ) -> dict[str, torch.Tensor | None]:
     """The frozen half of the per-entity conditioning (no trainable module runs; training caches it).
 
@@ -304,8 +316,8 @@ def frozen_entity_inputs(
     ``PersonalizationExtractor.stack_tokens`` (tokens_semantic, tokens_object, tokens_face,
     tokens_is_human, tokens_valid; absent without ``personalization``) and, with
     ``reference_latent_size`` (the transformer's field of that name), entity_reference_latents
-    (B, E, C, r, r) from :func:`reference_latents`; with ``placement`` (a transformer with
-    ``entity_placement_channels``), entity_placement (B, Fl, C + 1, h, w) from :func:`placement_latents`.
+    (B, E, C, r, r) from :func:`reference_latents`; with ``placement`` (the transformer's
+    ``placement_canvases`` S), entity_placement (B, Fl, S·(C + 1), h, w) from :func:`placement_latents`.
     """
     batch = len(entities)
     if len(prompts) != batch or prompt_embeds.shape[0] != batch:
@@ -385,7 +397,7 @@ def frozen_entity_inputs(
 
     # 6. Placement latents (models that read them).
     if placement:
-        out["entity_placement"] = placement_latents(vae, entities, num_frames, height, width).to(device)
+        out["entity_placement"] = placement_latents(vae, entities, num_frames, height, width, placement).to(device)
     return out
 
 

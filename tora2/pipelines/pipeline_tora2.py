@@ -343,7 +343,7 @@ class Tora2Pipeline(DiffusionPipeline):
             entity_lists, prompts, prompt_embeds, self.tokenizer, self.text_encoder, self.vae,
             self.personalization, num_frames=num_frames, height=height, width=width, sample_mode=flow_sample_mode,
             reference_latent_size=self.transformer.config.get("reference_latent_size"),
-            placement=self.transformer.config.get("entity_placement_channels") is not None,
+            placement=self.transformer.placement_canvases,
         )
         null_flow = None
         if "no_trajectory" in branches:

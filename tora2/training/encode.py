@@ -12,7 +12,7 @@ An encoded sample is a flat dict of tensors (saved as one safetensors file per c
     positions (E, Fl, 2)    visible (E, Fl)        text (E, Lc, D)      text_mask (E, Lc)
     semantic (E, Ns, Cs)    object (E, Ni, Co)     face (E, 1, Cf)      is_human (E,)   has_reference (E,)
     reference (E, C, r, r)  (only for a transformer with ``reference_latent_size`` r)
-    placement (Fl, C + 1, h, w)  (only for a transformer with ``entity_placement_channels``)
+    placement (Fl, S·(C + 1), h, w)  (only for a transformer with ``entity_placement_channels``; S canvases)
 
 ``Lc`` is ``max_phrase_tokens``; entity tensors have E = 0 rows for a clip without entities.
 
@@ -73,8 +73,8 @@ class SampleEncoder:
         transformer = components["transformer"]
         self.max_sequence_length = int(transformer.config.max_text_seq_length)
         self.reference_latent_size = transformer.config.get("reference_latent_size")
-        self.placement_channels = transformer.config.get("entity_placement_channels")  # C + 1, or None
-        self.placement = self.placement_channels is not None
+        self.placement = transformer.placement_canvases  # None, 1 or one canvas per entity slot
+        self.placement_channels = transformer.entity_placement.in_channels if self.placement else None  # S·(C + 1)
         personalization = components.get("personalization")
         self.personalization = personalization  # only its config is read here (stack_tokens)
         self.semantic_dim = personalization.config.semantic_dim if personalization is not None else 1
@@ -92,7 +92,7 @@ class SampleEncoder:
         self.encoder_id = hashlib.sha256(
             f"{_fingerprint(self.vae)}:{_fingerprint(self.text_encoder)}:{self.max_sequence_length}:{max_phrase_tokens}"
             f"{'' if self.reference_latent_size is None else f':ref{self.reference_latent_size}'}"
-            f"{':placement' if self.placement else ''}".encode()
+            f"{'' if not self.placement else ':placement' if self.placement == 1 else f':placement{self.placement}'}".encode()
         ).hexdigest()[:16]
 
     # ----------------------------------------------------------------------------- shared
@@ -217,7 +217,7 @@ class SampleEncoder:
                 "null_flow": null_flow,
                 "flow": frozen["video_flow"][b].float() if count else null_flow,
             }
-            if self.placement:  # (Fl, C + 1, h, w); no entity: nothing placed
+            if self.placement:  # (Fl, S·(C + 1), h, w); no entity: nothing placed
                 item["placement"] = frozen["entity_placement"][b].float() if count else torch.zeros(
                     frames_latent, self.placement_channels, *latents.shape[-2:])
             for key, name in names.items():

@@ -152,9 +152,11 @@ def build_components(cfg: TrainConfig) -> dict:
 def _load_init_weights(model, source, name: str, folder: str, skip: tuple[str, ...] = ()) -> list[str]:
     """Copy ``source``'s weights into ``model``: every saved key must exist here with the same shape;
     layers only ``model`` has (a module added by a config field) and keys starting with one of
-    ``skip`` keep their init, and saved keys starting with one of ``skip`` are dropped. Returns the
-    keys left at init."""
+    ``skip`` keep their init, and saved keys starting with one of ``skip`` are dropped; a model's own
+    ``adapt_saved_state`` first widens what its config fields widened. Returns the keys left at init."""
     own, everything = model.state_dict(), source.state_dict()
+    if hasattr(model, "adapt_saved_state"):  # a saved layer that a config field widened (its own rule)
+        everything = model.adapt_saved_state(everything)
     saved = {k: v for k, v in everything.items() if not k.startswith(skip)}
     # A prefix may name layers only the saved model has (a module the new config drops or replaces).
     unused = [prefix for prefix in skip if not any(k.startswith(prefix) for k in (*own, *everything))]

@@ -111,6 +111,24 @@ def test_train_vae_writes_pipeline_losses_and_scaling_factor(tmp_path):
     assert (tmp_path / "vae" / "config.yaml").is_file()
 
 
+def test_decoder_only_keeps_the_encoder_and_its_latent_scale(tmp_path):
+    """decoder_only: a transformer trained on the loaded VAE's latents reads the same latents after
+    (encoder and scaling factor unchanged); only the decoder learns."""
+    components = build_tiny_components("tiny", seed=0)
+    components["vae"].register_to_config(scaling_factor=0.77)
+    components["vae"].save_pretrained(tmp_path / "saved")
+    components["vae"].register_to_config(scaling_factor=1.0)  # what the model config would build
+    before = {k: v.clone() for k, v in components["vae"].state_dict().items()}
+    result = train_vae(_cfg(tmp_path, decoder_only=True, init_vae=str(tmp_path / "saved"), data=dict(
+        num_frames=9, height=64, width=64, crop_size=0, num_clips=8)), components=components)
+    after = components["vae"].state_dict()
+    changed = {k.split(".")[0] for k, v in after.items() if not torch.equal(v, before[k])}
+    assert changed == {"decoder"}
+    assert result.scaling_factor == pytest.approx(0.77) and components["vae"].config.scaling_factor == pytest.approx(0.77)
+    with pytest.raises(InputError, match="decoder_only keeps the encoder as loaded; give init_vae"):
+        _cfg(tmp_path, decoder_only=True)
+
+
 def test_vae_config_rejects_bad_values(tmp_path):
     with pytest.raises(InputError, match="crop_size is 40"):
         _cfg(tmp_path, data=dict(crop_size=40))

@@ -81,6 +81,9 @@ class VAETrainConfig:
     scaling_clips: int = 16
     init_vae: str | None = None  # a saved VAE folder (config.json + weights) to start from; None = model's init
     per_frame: bool = False  # collapse every causal time kernel onto the current frame and keep it there (no frame mixing)
+    # Train only the decoder: the encoder, its latent space and the scaling factor stay as loaded
+    # (init_vae), so a transformer trained on those latents keeps working with the new decoder.
+    decoder_only: bool = False
     progress: bool = False
     model: ModelSettings = field(default_factory=ModelSettings)
     data: VAEDataConfig = field(default_factory=VAEDataConfig)
@@ -95,6 +98,8 @@ def check_vae_config(cfg: VAETrainConfig) -> None:
     if not isinstance(cfg.data, VAEDataConfig):
         return  # from_dict builds the nested sections after; checked again by load_vae_config
     check_positive_ints(cfg, ("max_steps", "batch_size", "scaling_clips"))
+    if cfg.decoder_only and cfg.init_vae is None:
+        raise InputError("decoder_only keeps the encoder as loaded; give init_vae (the VAE whose latent space to keep)")
     if isinstance(cfg.optim, OptimConfig):
         check_optim(cfg.optim, cfg.max_steps)
     data = cfg.data
@@ -237,7 +242,8 @@ def _zero_earlier_taps(grad: torch.Tensor) -> torch.Tensor:
 
 
 def load_initial_vae(vae, path: str | Path) -> None:
-    """Copy the weights of the saved VAE at ``path`` into ``vae`` (strict: every layer must match)."""
+    """Copy the weights and the scaling factor of the saved VAE at ``path`` into ``vae`` (strict:
+    every layer must match)."""
     from diffusers import AutoencoderKLCogVideoX
 
     path = Path(path)
@@ -250,6 +256,7 @@ def load_initial_vae(vae, path: str | Path) -> None:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise InputError(f"init_vae {path} has different layers from the configured VAE ({first}); "
                          "make block_out_channels, latent_channels and layers_per_block equal") from None
+    vae.register_to_config(scaling_factor=source.config.scaling_factor)
 
 
 @torch.no_grad()
@@ -304,9 +311,13 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     write_yaml(cfg, output_dir / "config.yaml")
 
     torch.manual_seed(cfg.seed)
-    vae.requires_grad_(True)
+    trained = vae.decoder if cfg.decoder_only else vae  # the post-quant conv (if any) belongs to decoding
+    if cfg.decoder_only and vae.post_quant_conv is not None:
+        trained = torch.nn.ModuleList([vae.post_quant_conv, vae.decoder])
+    vae.requires_grad_(False)
+    trained.requires_grad_(True)
     vae.train()
-    optimizer, schedule = build_optimizer(vae.parameters(), cfg.optim, cfg.max_steps)
+    optimizer, schedule = build_optimizer(trained.parameters(), cfg.optim, cfg.max_steps)
     result = VAETrainResult(output_dir=output_dir)
     progress = None
     if cfg.progress:
@@ -323,7 +334,7 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
         total, l1, l2, kl = vae_loss(vae, video, cfg.loss, generator, mask)
         total.backward()
         if cfg.optim.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.optim.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(trained.parameters(), cfg.optim.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
@@ -339,8 +350,11 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
         out_of_time = cfg.max_minutes > 0 and time.monotonic() - start > 60 * cfg.max_minutes
         if out_of_time or step == cfg.max_steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
             vae.eval()
-            result.scaling_factor = measure_scaling_factor(vae, dataset, scaling_indices)
-            vae.register_to_config(scaling_factor=result.scaling_factor)
+            if cfg.decoder_only:  # same encoder: same latents, same scale
+                result.scaling_factor = float(vae.config.scaling_factor)
+            else:
+                result.scaling_factor = measure_scaling_factor(vae, dataset, scaling_indices)
+                vae.register_to_config(scaling_factor=result.scaling_factor)
             result.pipeline_dir = save_vae_pipeline(components, vae, output_dir / "pipeline")
             vae.train()
             write_losses(result, output_dir / "losses.json")

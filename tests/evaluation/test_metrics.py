@@ -35,18 +35,20 @@ def test_summary_and_table():
         {"case": "1e-000", "num_entities": 1, "traj_error_px": 2.0, "traj_error_pct_width": 1.0, "binding_correct": None,
          "appearance_similarity": 0.9, "appearance_similarity_shuffled": 0.5},
         {"case": "2e-000", "num_entities": 2, "traj_error_px": 4.0, "traj_error_pct_width": 2.0, "binding_correct": True,
-         "appearance_similarity": 0.7, "appearance_similarity_shuffled": 0.6},
-        {"case": "2e-000", "num_entities": 2, "traj_error_px": 6.0, "traj_error_pct_width": 3.0, "binding_correct": False,
-         "appearance_similarity": None, "appearance_similarity_shuffled": None},
+         "appearance_similarity": 0.7, "appearance_similarity_shuffled": 0.6, "closest_path_pct_width": 30.0},
+        {"case": "2e-000", "num_entities": 2, "traj_error_px": 26.0, "traj_error_pct_width": 13.0, "binding_correct": False,
+         "appearance_similarity": None, "appearance_similarity_shuffled": None, "closest_path_pct_width": 8.0},
     ]
     summary = summarize(rows)
     assert list(summary) == ["1", "2", "all"]
-    assert summary["2"]["traj_error_px"] == 5.0 and summary["2"]["binding_accuracy"] == 0.5
+    assert summary["2"]["traj_error_px"] == 15.0 and summary["2"]["binding_accuracy"] == 0.5
     assert summary["1"]["binding_accuracy"] is None and summary["all"]["entities"] == 3
     assert summary["all"]["appearance_similarity"] == pytest.approx(0.8)
+    # Lost: TrajError above 10 % of the width; near: another path within 15 % (the second 2e entity).
+    assert (summary["2"]["lost"], summary["2"]["near"], summary["2"]["lost_near"]) == (1, 1, 1)
     table = format_table(summary).splitlines()
-    assert table[2] == "| 1 | 1 | 2.00 | 1.00 | — | 0.900 | 0.500 |"
-    assert table[3] == "| 2 | 1 | 5.00 | 2.50 | 0.500 | 0.700 | 0.600 |"
+    assert table[2] == "| 1 | 1 | 2.00 | 1.00 | — | 0.900 | 0.500 | 0/1 |"
+    assert table[3] == "| 2 | 1 | 15.00 | 7.50 | 0.500 | 0.700 | 0.600 | 1/2 (1/1) |"
 
 
 def test_color_histogram_tells_colours_apart_and_ignores_white():
@@ -74,3 +76,19 @@ def test_score_video_uses_the_colour_histogram_for_appearance():
     own = np.mean([r["appearance_similarity"] for r in rows])
     other = np.mean([r["appearance_similarity_shuffled"] for r in rows])
     assert own > other + 0.3  # ground-truth renders look like their own references (measured 0.61 vs 0.17)
+
+
+def test_closest_path_is_the_nearest_shared_visible_frame():
+    from types import SimpleNamespace
+
+    from tora2.evaluation.runner import closest_path
+
+    def entity(points, visible):
+        return SimpleNamespace(points=np.asarray(points, float), visible=np.asarray(visible, bool))
+
+    me = entity([[0, 0], [10, 0], [20, 0]], [True, True, True])
+    crossing = entity([[0, 30], [10, 4], [20, 30]], [True, True, True])
+    hidden = entity([[0, 1], [10, 1], [20, 1]], [False, False, True])  # 1 px away, but seen only in frame 2
+    assert closest_path(me, [crossing]) == pytest.approx(4.0)
+    assert closest_path(me, [crossing, hidden]) == pytest.approx(1.0)
+    assert closest_path(me, [entity([[0, 0]] * 3, [False] * 3)]) is None and closest_path(me, []) is None

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 ENTITY_COUNTS = (1, 2, 3)
+LOST_PCT = 10.0  # an entity whose TrajError exceeds this (% of the width, about a sprite's side) is lost
+NEAR_PCT = 15.0  # paths that come this close (% of the width) in a frame where both are visible meet
 CROP_FRAMES = 4  # frames per entity whose crops are embedded (evenly spaced)
 CASE_INDEX_BASE = 1_000_000  # case indices live far from dataset clip indices of the same seed
 
@@ -85,8 +87,10 @@ def score_video(frames: np.ndarray, case: EvalCase, encoder=None, shuffled: list
     rows = []
     for i, (entity, track) in enumerate(zip(case.entities, tracks)):
         error = trajectory_error(track.points, entity.points, entity.visible)
+        closest = closest_path(entity, [e for e in case.entities if e is not entity])
         row = {"case": case.id, "num_entities": case.num_entities, "entity": entity.id, "text": entity.text,
                "traj_error_px": error, "traj_error_pct_width": 100.0 * error / width,
+               "closest_path_pct_width": None if closest is None else 100.0 * closest / width,
                "binding_correct": None if bound is None else bound[i],
                "appearance_similarity": None, "appearance_similarity_shuffled": None}
         if encoder is not None:
@@ -99,6 +103,14 @@ def score_video(frames: np.ndarray, case: EvalCase, encoder=None, shuffled: list
                 row["appearance_similarity_shuffled"] = float((generated @ other).mean())
         rows.append(row)
     return rows
+
+
+def closest_path(entity: SyntheticEntity, others: list[SyntheticEntity]) -> float | None:
+    """The closest (px) any other entity's point comes to this one's in a frame where both are
+    visible; None without another entity (or a shared visible frame)."""
+    gaps = [np.linalg.norm(entity.points - o.points, axis=1)[entity.visible & o.visible] for o in others]  # (F',) each
+    gaps = [g for g in gaps if g.size]
+    return float(min(g.min() for g in gaps)) if gaps else None
 
 
 def shuffled_references(cases: list[EvalCase]) -> list[list[np.ndarray]]:
@@ -129,6 +141,7 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
     summary = {}
     for name, group in groups.items():
         bindings = [r["binding_correct"] for r in group if r["binding_correct"] is not None]
+        near = [r for r in group if r.get("closest_path_pct_width") is not None and r["closest_path_pct_width"] < NEAR_PCT]
         summary[name] = {
             "entities": len(group),
             "cases": len({r["case"] for r in group}),
@@ -137,8 +150,15 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
             "binding_accuracy": float(np.mean(bindings)) if bindings else None,
             "appearance_similarity": _mean(r["appearance_similarity"] for r in group),
             "appearance_similarity_shuffled": _mean(r["appearance_similarity_shuffled"] for r in group),
+            "lost": sum(_lost(r) for r in group),  # entities with TrajError > LOST_PCT
+            "near": len(near),  # entities whose path meets another's (closer than NEAR_PCT)
+            "lost_near": sum(_lost(r) for r in near),
         }
     return summary
+
+
+def _lost(row: dict) -> bool:
+    return row["traj_error_pct_width"] is not None and row["traj_error_pct_width"] > LOST_PCT
 
 
 def run_evaluation(cases: list[EvalCase], generate: Callable[[EvalCase], np.ndarray], encoder=None,
@@ -190,12 +210,14 @@ def format_table(summary: dict[str, dict]) -> str:
     def cell(value, fmt):
         return "—" if value is None else format(value, fmt)
 
-    lines = ["| entities | cases | TrajError (px) | TrajError (% width) | binding acc. | appearance sim. | shuffled-ref sim. |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| entities | cases | TrajError (px) | TrajError (% width) | binding acc. | appearance sim. | shuffled-ref sim. "
+             "| lost (where paths meet) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
+        lost = f"{s['lost']}/{s['entities']}" + (f" ({s['lost_near']}/{s['near']})" if s["near"] else "")
         lines.append(f"| {name} | {s['cases']} | {cell(s['traj_error_px'], '.2f')} | {cell(s['traj_error_pct_width'], '.2f')} | "
                      f"{cell(s['binding_accuracy'], '.3f')} | {cell(s['appearance_similarity'], '.3f')} | "
-                     f"{cell(s['appearance_similarity_shuffled'], '.3f')} |")
+                     f"{cell(s['appearance_similarity_shuffled'], '.3f')} | {lost} |")
     return "\n".join(lines)
 
 

@@ -1,11 +1,11 @@
 """Training curves of the embedded model as a PNG (PIL only; no plotting library is a dependency).
 
     python scripts/plot_training.py runs/embedded -o docs/training-curves.png [--json docs/training-curves.json]
-                                    [--vae DIR --encoders DIR --full DIR --grad DIR --ref DIR --appearance DIR --placement DIR]
+                                    [--vae DIR --encoders DIR --full DIR ... --continued DIR --per-entity DIR]
 
 Reads ``vae/losses.json`` (tora2.training.vae), ``encoders/losses.json``
 (tora2.training.pretrain_encoders), ``full/losses.json``, ``grad/losses.json``, ``ref/losses.json``,
-``appearance/losses.json`` and ``placement/losses.json`` (train(): stages 3–7) under the run folder, or the folders given; draws each loss per step (light) and its moving average over 25 steps (dark),
+and the ``losses.json`` of every later train() stage in ``TRAIN_STAGES`` under the run folder, or the folders given; draws each loss per step (light) and its moving average over 25 steps (dark),
 log-scaled y axis, one panel per stage; ``--json`` also writes the curves' numbers.
 """
 
@@ -60,16 +60,26 @@ def draw_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], title: str, s
         draw.text((x0 + 10, y1 - 16 - 14 * (len(series) - 1 - i)), f"- {name}", fill=colour)
 
 
+# train() stages: run folder → panel title.
+TRAIN_STAGES = (("full", "stage 3 (full): transformer + DPE"),
+                ("grad", "stage 4: the same on gradient backgrounds"),
+                ("ref", "stage 5 (not shipped): + reference latents, recoloured clips"),
+                ("appearance", "stage 6: stage 4 + the per-entity appearance term (1 - NCC)"),
+                ("placement", "stage 7: stage 6 + placement latents, recoloured clips"),
+                ("continued", "stage 8 (shipped): stage 7 + 1500 steps of its recipe"),
+                ("per-entity", "stage 8 with one placement canvas per entity (not shipped)"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--json", type=Path, default=None, help="also write the curves' numbers here")
-    for stage in ("vae", "encoders", "full", "grad", "ref", "appearance", "placement"):
+    for stage in ("vae", "encoders", *(name for name, _ in TRAIN_STAGES)):
         parser.add_argument(f"--{stage}", type=Path, default=None, help=f"{stage} run folder (default: RUN_DIR/{stage})")
     args = parser.parse_args()
     panels, numbers = [], {}
-    folder = lambda stage: getattr(args, stage) or args.run_dir / stage  # noqa: E731
+    folder = lambda stage: getattr(args, stage.replace("-", "_")) or args.run_dir / stage  # noqa: E731
     vae = folder("vae") / "losses.json"
     if vae.is_file():
         d = numbers["vae"] = json.loads(vae.read_text())
@@ -80,11 +90,7 @@ def main() -> None:
         d = numbers["encoders"] = json.loads(encoders.read_text())
         panels.append((f"stage 2: encoders, CLIP-style (held-out retrieval top-1 {d['retrieval_before']:.2f} -> "
                        f"{d['heldout_retrieval_top1'][-1]:.2f})", np.array(d["step"]), {"contrastive": np.array(d["loss"])}))
-    for stage, title in (("full", "stage 3 (full): transformer + DPE"),
-                         ("grad", "stage 4: the same on gradient backgrounds"),
-                         ("ref", "stage 5 (not shipped): + reference latents, recoloured clips"),
-                         ("appearance", "stage 6: stage 4 + the per-entity appearance term (1 - NCC)"),
-                         ("placement", "stage 7 (shipped): stage 6 + placement latents, recoloured clips")):
+    for stage, title in TRAIN_STAGES:
         losses = folder(stage) / "losses.json"
         if losses.is_file():
             d = numbers[stage] = json.loads(losses.read_text())
@@ -93,7 +99,8 @@ def main() -> None:
                 series["appearance"] = np.array(d["appearance"])
             panels.append((title, np.array(d["step"]), series))
     if not panels:
-        raise SystemExit(f"error: no losses.json under {args.run_dir}/vae, /encoders, /full, /grad, /ref, /appearance or /placement; train first")
+        names = ", /".join(["vae", "encoders"] + [name for name, _ in TRAIN_STAGES])
+        raise SystemExit(f"error: no losses.json under {args.run_dir}/{names}; train first")
     if args.json is not None:
         args.json.write_text(json.dumps(numbers))
     image = Image.new("RGB", (PANEL[0], PANEL[1] * len(panels)), "white")

@@ -8,14 +8,16 @@
 #      measured, not shipped: docs/results.md, "Reference latents")
 #   6. stage 4 + the per-entity appearance term (configs/train/embedded-appearance.yaml)
 #   7. stage 6 + placement latents, on recoloured clips (configs/train/embedded-placement.yaml)
-#   then copy stage 7's pipeline into the package and write the training-curve plot.
+#   8. stage 7 + 1500 steps of its recipe (configs/train/embedded-continued.yaml)
+#   then copy stage 8's pipeline into the package and write the training-curve plot.
+# With PER_ENTITY=1 also stage 8 with one placement canvas per entity slot (measured, not shipped).
 # With PIXEL=1 the pixel-space model instead (docs/results.md, "Pixel space"):
 #   P1. the lossless pixel autoencoder's channel statistics, the shipped encoders and DPE (configs/train/embedded-pixel-vae.yaml)
 #   P2. transformer + DPE on pixel latents, x-prediction, curriculum on gradients (configs/train/embedded-pixel.yaml)
 #   then P2's pipeline is shipped.
 # Usage: scripts/train_embedded.sh [--no-ship]   (PYTHON=... the interpreter; CLIPS=800 per curriculum phase;
 #        CURRICULUM=... stage 3's phases, see tora2/synthetic/curriculum.py; RESUME=latest continues stage 4
-#        (or P2) from its last checkpoint, the stages before it being done; stages 6 and 7 then follow)
+#        (or P2) from its last checkpoint, the stages before it being done; stages 6 to 8 then follow)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -39,7 +41,12 @@ if [[ "${PIXEL:-0}" != 1 ]]; then
   "$PY" scripts/train_embedded.py configs/train/embedded-gradient.yaml --clips "$CLIPS" --curriculum 3:gradient ${RESUME:+--resume "$RESUME"}
   "$PY" scripts/train_embedded.py configs/train/embedded-appearance.yaml --clips "$CLIPS" --curriculum 3:gradient
   "$PY" scripts/train_embedded.py configs/train/embedded-placement.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient
-  SHIPPED=runs/embedded/placement/pipeline
+  "$PY" scripts/train_embedded.py configs/train/embedded-continued.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient
+  SHIPPED=runs/embedded/continued/pipeline
+fi
+if [[ "${PER_ENTITY:-0}" == 1 ]]; then
+  "$PY" scripts/train_embedded.py configs/train/embedded-continued.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient \
+      --set model.transformer.entity_placement_per_entity=true --set output_dir=runs/embedded/per-entity
 fi
 if [[ "${STAGE5:-0}" == 1 ]]; then
   "$PY" scripts/train_embedded.py configs/train/embedded-reference.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient

@@ -118,8 +118,11 @@ def test_batched_forward_matches_one_job_at_a_time(tmp_path):
     together = [r.frames for r in backend.generate(jobs, prepared)]
     alone = [backend.generate([job], [p])[0].frames for job, p in zip(jobs, prepared)]
     assert together[0].shape == (9, 32, 32, 3)
-    np.testing.assert_allclose(together[0], alone[0], atol=1e-4)
-    np.testing.assert_allclose(together[1], alone[1], atol=1e-4)
+    # Equal to float rounding: batched BLAS sums in another order and the sampling steps amplify it
+    # (measured up to 2.7e-4 on frames in [0, 1] with the shipped weights); 1e-3 is a quarter of one
+    # 8-bit level, far below any cross-sample leak.
+    np.testing.assert_allclose(together[0], alone[0], atol=1e-3)
+    np.testing.assert_allclose(together[1], alone[1], atol=1e-3)
     assert np.abs(together[0] - together[1]).max() > 1e-3  # different seeds, different videos
     assert len(backend.resolver._done) == 1  # the star was segmented and encoded once
 

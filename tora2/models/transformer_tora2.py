@@ -642,7 +642,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         canvas) or max_entities (one per entity slot, ``entity_placement_per_entity``)."""
         if self.entity_placement is None:
             return None
-        return self.config.max_entities if self.config.get("entity_placement_per_entity") else 1
+        return self.entity_placement.in_channels // self.config.entity_placement_channels  # as built in __init__
 
     def adapt_saved_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A saved state dict made to fit this config where a rule says how (training's

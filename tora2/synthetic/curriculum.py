@@ -3,7 +3,8 @@
 A curriculum is a list of phases, written ``ENTITIES:KINDS[:UNTIL_STEP]`` and comma-separated, e.g.
 ``1:gradient:1500,2:gradient+texture:3000,3:all``: up to 1 entity over gradients until step 1500,
 up to 2 over gradients and textures until 3000, then up to 3 over every background kind. The last
-phase has no end. ``CurriculumDataset.set_step(step)`` picks the phase; ``train()`` calls it before
+phase has no end. ENTITIES is a maximum (a clip has 1 to N, uniformly) or a range ``MIN-MAX``:
+``2-3:gradient`` trains on crowded scenes only, where paths meet most. ``CurriculumDataset.set_step(step)`` picks the phase; ``train()`` calls it before
 every batch, so a resumed run draws exactly what an uninterrupted one draws. Each phase's clips
 have their own keys (``SyntheticClipDataset.key_suffix``), so cached encodings never mix.
 """
@@ -24,11 +25,12 @@ class Phase:
     max_entities: int
     background_kinds: tuple[str, ...]
     until_step: int | None  # the phase covers steps < until_step; None: to the end
+    min_entities: int = 1
 
 
 def parse_curriculum(spec: str) -> list[Phase]:
     """``"1:gradient:1500,3:all"`` → phases; one-line errors name the bad part and the form."""
-    form = "ENTITIES:KINDS[:UNTIL_STEP] phases, comma-separated (e.g. 1:gradient:1500,3:all)"
+    form = "ENTITIES:KINDS[:UNTIL_STEP] phases, comma-separated, ENTITIES a maximum or MIN-MAX (e.g. 1:gradient:1500,2-3:all)"
     phases: list[Phase] = []
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     if not parts:
@@ -39,7 +41,8 @@ def parse_curriculum(spec: str) -> list[Phase]:
         if len(fields) != (2 if last else 3):
             raise InputError(f"curriculum phase {part!r}: every phase but the last needs an until-step, the last none; give {form}")
         try:
-            entities = int(fields[0])
+            low, _, high = fields[0].rpartition("-")
+            entities, least = int(high), int(low) if low else 1
             until = int(fields[2]) if len(fields) == 3 else None
         except ValueError:
             raise InputError(f"curriculum phase {part!r}: entities and until-step must be integers; give {form}") from None
@@ -50,10 +53,13 @@ def parse_curriculum(spec: str) -> list[Phase]:
                              f"some of {', '.join(KINDS)} joined by +")
         if entities < 1:
             raise InputError(f"curriculum phase {part!r}: entities is {entities}; use at least 1")
+        if not 1 <= least <= entities:
+            raise InputError(f"curriculum phase {part!r}: entity range {least}-{entities} is empty or starts below 1; "
+                             f"give MIN-MAX with 1 ≤ MIN ≤ MAX")
         previous = phases[-1].until_step if phases else 0
         if until is not None and until <= previous:
             raise InputError(f"curriculum phase {part!r}: until-step {until} must be after {previous}")
-        phases.append(Phase(entities, kinds, until))
+        phases.append(Phase(entities, kinds, until, least))
     return phases
 
 
@@ -66,7 +72,7 @@ class CurriculumDataset(torch.utils.data.Dataset):
             raise InputError("a curriculum needs at least one phase")
         self.phases = list(phases)
         self.datasets = [SyntheticClipDataset(length, seed, split, num_frames, height, width, p.max_entities, p.background_kinds,
-                                              recolour) for p in self.phases]
+                                              recolour, p.min_entities) for p in self.phases]
         self.phase = 0
 
     def phase_at(self, step: int) -> int:

@@ -31,8 +31,9 @@ def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLIT_CODES[split], index])
 
 
-def num_entities_for(rng: np.random.Generator, max_entities: int) -> int:
-    return int(rng.integers(1, max_entities + 1))
+def num_entities_for(rng: np.random.Generator, max_entities: int, min_entities: int = 1) -> int:
+    """The entity count of one clip, uniform over [min_entities, max_entities] (one draw either way)."""
+    return int(rng.integers(min_entities, max_entities + 1))
 
 
 class SyntheticClipDataset(torch.utils.data.Dataset):
@@ -45,7 +46,7 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
 
     def __init__(self, length: int, seed: int = 0, split: str = "train", num_frames: int = 9, height: int = 64,
                  width: int = 64, max_entities: int = MAX_ENTITIES, background_kinds: tuple[str, ...] | None = None,
-                 recolour: bool = False):
+                 recolour: bool = False, min_entities: int = 1):
         from tora2.synthetic.backgrounds import KINDS
 
         check_split(split)
@@ -55,17 +56,21 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
         self.sprites = load_sprites(split)
         if not 1 <= max_entities <= len(self.sprites):
             raise InputError(f"max_entities is {max_entities}; use 1 to {len(self.sprites)}")
+        if not 1 <= min_entities <= max_entities:
+            raise InputError(f"min_entities is {min_entities}; use 1 to max_entities ({max_entities})")
         kinds = tuple(KINDS if background_kinds is None else background_kinds)
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
             raise InputError(f"background kinds {', '.join(unknown) or '(none)'} unknown; use some of {', '.join(KINDS)}")
         self.length, self.seed, self.split = length, seed, split
         self.num_frames, self.height, self.width, self.max_entities = num_frames, height, width, max_entities
+        self.min_entities = min_entities
         self.background_kinds = kinds
         self.recolour = recolour
         # Clips drawn from a narrower mix are different clips: their keys (and cache entries) say so.
         self.key_suffix = ("" if kinds == tuple(KINDS) else "-" + "+".join(kinds)) + (
-            "" if max_entities == MAX_ENTITIES else f"-max{max_entities}") + ("-recolour" if recolour else "")
+            "" if max_entities == MAX_ENTITIES else f"-max{max_entities}") + (
+            "" if min_entities == 1 else f"-min{min_entities}") + ("-recolour" if recolour else "")
 
     def __len__(self) -> int:
         return self.length
@@ -75,7 +80,7 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"clip index {index} out of range [0, {self.length})")
         rng = clip_rng(self.seed, self.split, index)
-        count = num_entities_for(rng, self.max_entities)
+        count = num_entities_for(rng, self.max_entities, self.min_entities)
         return synthesize_clip(rng, self.sprites, self.num_frames, self.height, self.width, count, self.split,
                                self.background_kinds, self.recolour)
 

@@ -129,6 +129,26 @@ def test_decoder_only_keeps_the_encoder_and_its_latent_scale(tmp_path):
         _cfg(tmp_path, decoder_only=True)
 
 
+def test_decoder_only_widens_a_saved_decoder_into_an_asymmetric_vae(tmp_path):
+    """init_vae into a wider decoder: the saved encoder and scale kept exactly, the decoder widened
+    (tora2/models/asymmetric_autoencoder.py), so the transformer's latents still decode."""
+    from tora2.models.asymmetric_autoencoder import AsymmetricCogVideoXVAE
+
+    components = build_tiny_components("tiny", seed=0)
+    saved = components["vae"]
+    saved.register_to_config(scaling_factor=0.77)
+    saved.save_pretrained(tmp_path / "saved")
+    config = {k: v for k, v in saved.config.items() if not k.startswith("_")}
+    config["decoder_block_out_channels"] = [2 * w for w in config["block_out_channels"]]
+    components["vae"] = wide = AsymmetricCogVideoXVAE(**{**config, "scaling_factor": 1.0})
+    result = train_vae(_cfg(tmp_path, decoder_only=True, init_vae=str(tmp_path / "saved"), max_steps=1, data=dict(
+        num_frames=9, height=64, width=64, crop_size=0, num_clips=8)), components=components)
+    assert all(torch.equal(v, saved.state_dict()[k]) for k, v in wide.state_dict().items() if k.startswith("encoder."))
+    assert result.scaling_factor == pytest.approx(0.77)
+    assert AsymmetricCogVideoXVAE.from_pretrained(result.pipeline_dir / "vae").config.decoder_block_out_channels == \
+        config["decoder_block_out_channels"]
+
+
 def test_vae_config_rejects_bad_values(tmp_path):
     with pytest.raises(InputError, match="crop_size is 40"):
         _cfg(tmp_path, data=dict(crop_size=40))
@@ -177,6 +197,8 @@ def test_shipped_configs_load():
     pixel_vae = load_vae_config(ROOT / "configs/train/embedded-pixel-vae.yaml")
     pixel = load_train_config(ROOT / "configs/train/embedded-pixel.yaml")
     assert pixel_vae.model.vae["type"] == "pixel" and pixel.model.pretrained == f"{pixel_vae.output_dir}/pipeline"
+    wide = load_vae_config(ROOT / "configs/train/embedded-vae-wide.yaml")
+    assert wide.decoder_only and wide.model.vae["type"] == "cogvideox-asymmetric"
 
 
 def test_collapse_time_kernels_keeps_still_videos_and_stops_frame_mixing():

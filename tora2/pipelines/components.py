@@ -2,8 +2,10 @@
 
 Sections (each a dict of keyword arguments):
 
-* ``vae``: ``type`` (``cogvideox`` = ``AutoencoderKLCogVideoX``, the default, or ``pixel`` =
-  ``PixelShuffleAutoencoder``, lossless space-to-depth for pixel-space diffusion) plus its kwargs.
+* ``vae``: ``type`` (``cogvideox`` = ``AutoencoderKLCogVideoX``, the default; ``cogvideox-asymmetric``
+  = ``AsymmetricCogVideoXVAE``, the same with its own ``decoder_block_out_channels`` /
+  ``decoder_layers_per_block``; or ``pixel`` = ``PixelShuffleAutoencoder``, lossless space-to-depth
+  for pixel-space diffusion) plus its kwargs.
   The tiny CogVideoX one keeps the real model's compression — 8× spatial (four levels, three
   downsamples) and 4× temporal — so every size rule the real model has also holds for it. Code
   reads both ratios from the VAE's config (``vae_compression``), never a literal.
@@ -31,6 +33,7 @@ from tokenizers import normalizers
 from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel, T5TokenizerFast
 
 from tora2.errors import InputError
+from tora2.models.asymmetric_autoencoder import AsymmetricCogVideoXVAE
 from tora2.models.configs import build_personalization, build_transformer, load_model_config
 from tora2.models.encoders import SemanticImageEncoder
 from tora2.models.pixel_autoencoder import PixelShuffleAutoencoder
@@ -39,7 +42,7 @@ from tora2.pipelines.model_info import vae_config_compression
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_VOCAB = DATA_DIR / "vocab.txt"
 SCHEDULERS = {"dpm": CogVideoXDPMScheduler, "ddim": CogVideoXDDIMScheduler}
-VAES = {"cogvideox": AutoencoderKLCogVideoX, "pixel": PixelShuffleAutoencoder}
+VAES = {"cogvideox": AutoencoderKLCogVideoX, "cogvideox-asymmetric": AsymmetricCogVideoXVAE, "pixel": PixelShuffleAutoencoder}
 # CogVideoX's released scheduler settings (THUDM/CogVideoX-2b scheduler_config.json).
 COGVIDEOX_SCHEDULER = dict(
     num_train_timesteps=1000,
@@ -129,7 +132,7 @@ def build_text_encoder(section: dict[str, Any], vocab_size: int) -> T5EncoderMod
 
 
 def build_vae(section: dict[str, Any]) -> AutoencoderKLCogVideoX | PixelShuffleAutoencoder:
-    """``type`` cogvideox (the default: ``AutoencoderKLCogVideoX``) or pixel (``PixelShuffleAutoencoder``) + kwargs."""
+    """``type`` (a key of ``VAES``; default cogvideox) + the class's kwargs."""
     kwargs = dict(section)
     kind = kwargs.pop("type", "cogvideox")
     if kind not in VAES:

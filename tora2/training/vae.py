@@ -243,20 +243,34 @@ def _zero_earlier_taps(grad: torch.Tensor) -> torch.Tensor:
 
 def load_initial_vae(vae, path: str | Path) -> None:
     """Copy the weights and the scaling factor of the saved VAE at ``path`` into ``vae`` (strict:
-    every layer must match)."""
+    every layer must match). An ``AsymmetricCogVideoXVAE`` whose decoder is wider than the saved
+    one's takes the encoder as saved and the decoder widened (``widen_decoder``): same latents, a
+    decoder that starts as the saved one's function."""
     from diffusers import AutoencoderKLCogVideoX
+
+    from tora2.models.asymmetric_autoencoder import AsymmetricCogVideoXVAE, widen_decoder
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise InputError(f"init_vae {path} is not a saved VAE folder (no config.json); give e.g. tora2/data/embedded/vae")
-    source = AutoencoderKLCogVideoX.from_pretrained(str(path))
+    source = AutoencoderKLCogVideoX.from_pretrained(str(path)).state_dict()
+    state = vae.state_dict()
+    widen = isinstance(vae, AsymmetricCogVideoXVAE) and any(
+        k.startswith("decoder.") and (k not in source or source[k].shape != v.shape) for k, v in state.items())
     try:
-        vae.load_state_dict(source.state_dict(), strict=True)
+        if widen:
+            loaded = vae.load_state_dict({k: v for k, v in source.items() if not k.startswith("decoder.")}, strict=False)
+            mismatched = [k for k in loaded.missing_keys if not k.startswith("decoder.")] + loaded.unexpected_keys
+            if mismatched:
+                raise RuntimeError(f"\nthe encoder's {mismatched[0]} differs")
+            widen_decoder(vae, source, generator=torch.Generator().manual_seed(0))
+        else:
+            vae.load_state_dict(source, strict=True)
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise InputError(f"init_vae {path} has different layers from the configured VAE ({first}); "
                          "make block_out_channels, latent_channels and layers_per_block equal") from None
-    vae.register_to_config(scaling_factor=source.config.scaling_factor)
+    vae.register_to_config(scaling_factor=AutoencoderKLCogVideoX.load_config(str(path))["scaling_factor"])
 
 
 @torch.no_grad()

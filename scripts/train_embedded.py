@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recolour", action="store_true",
                         help="rotate the hue of half the sprites, frames and reference alike (tora2/synthetic/clips.py)")
     parser.add_argument("--curriculum", default=None,
-                        help="phases ENTITIES:KINDS[:UNTIL_STEP], comma-separated, e.g. 1:gradient:1500,3:all "
+                        help="phases ENTITIES:KINDS[:UNTIL_STEP], comma-separated, ENTITIES a maximum or MIN-MAX, e.g. 1:gradient:1500,2-3:all "
                              "(default: 1-3 entities over every background from the start)")
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
     parser.add_argument("--encode-only", action="store_true", help="fill data.cache_dir with the clips' encodings, train nothing")

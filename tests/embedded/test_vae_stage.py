@@ -145,8 +145,20 @@ def test_decoder_only_widens_a_saved_decoder_into_an_asymmetric_vae(tmp_path):
         num_frames=9, height=64, width=64, crop_size=0, num_clips=8)), components=components)
     assert all(torch.equal(v, saved.state_dict()[k]) for k, v in wide.state_dict().items() if k.startswith("encoder."))
     assert result.scaling_factor == pytest.approx(0.77)
-    assert AsymmetricCogVideoXVAE.from_pretrained(result.pipeline_dir / "vae").config.decoder_block_out_channels == \
-        config["decoder_block_out_channels"]
+    from tora2.pipelines.pipeline_tora2 import Tora2Pipeline
+
+    loaded = Tora2Pipeline.from_pretrained(result.pipeline_dir)  # diffusers finds the class's load method
+    assert type(loaded.vae) is AsymmetricCogVideoXVAE
+    assert list(loaded.vae.config.decoder_block_out_channels) == config["decoder_block_out_channels"]
+
+
+def test_a_vae_stage_keeps_the_pretrained_pipelines_reference_guidance(tmp_path):
+    from tora2.pipelines.embedded import EMBEDDED_DIR
+    from tora2.training.config import ModelSettings
+    from tora2.training.vae import pretrained_reference_guidance
+
+    assert pretrained_reference_guidance(ModelSettings(pretrained=str(EMBEDDED_DIR))) == 2.0  # model_index.json
+    assert pretrained_reference_guidance(ModelSettings(config="configs/train/embedded-model.yaml")) is None
 
 
 def test_vae_config_rejects_bad_values(tmp_path):

@@ -16,7 +16,9 @@ Shapes as the parent: video (B, 3, F, H, W) ↔ latents (B, latent_channels, F',
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKLCogVideoX
+# ModelMixin must be a name in this module: diffusers' pipeline loader looks a component's load
+# method up among the base classes its module exposes (as pixel_autoencoder does).
+from diffusers import AutoencoderKLCogVideoX, ModelMixin  # noqa: F401
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.autoencoder_kl_cogvideox import CogVideoXDecoder3D
 

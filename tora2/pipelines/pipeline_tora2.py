@@ -31,6 +31,7 @@ from diffusers.video_processor import VideoProcessor
 # The component classes are imported here so that diffusers' from_pretrained, which resolves
 # model_index.json entries such as ["tora2.models.personalization", "PersonalizationExtractor"] through
 # sys.modules, finds them in any fresh process.
+import tora2.models.asymmetric_autoencoder  # noqa: F401
 import tora2.models.personalization  # noqa: F401
 import tora2.models.pixel_autoencoder  # noqa: F401
 import tora2.models.transformer_tora2  # noqa: F401

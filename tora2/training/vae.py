@@ -283,10 +283,20 @@ def measure_scaling_factor(vae, dataset, indices: list[int]) -> float:
     return float(1.0 / torch.cat(means).std())
 
 
-def save_vae_pipeline(components: dict, vae, path: Path) -> Path:
+def save_vae_pipeline(components: dict, vae, path: Path, reference_guidance_scale: float | None = None) -> Path:
     from tora2.training.loop import save_pipeline
 
-    return save_pipeline({**components, "vae": vae}, path)
+    return save_pipeline({**components, "vae": vae}, path, reference_guidance_scale)
+
+
+def pretrained_reference_guidance(model: ModelSettings) -> float | None:
+    """The default reference guidance saved with ``model.pretrained`` (None without one): a new VAE
+    does not change how the rest of the pipeline is best sampled, so its pipeline keeps it."""
+    from tora2.pipelines.model_info import read_model_info
+
+    if not model.pretrained or not (Path(model.pretrained) / "model_index.json").is_file():
+        return None
+    return read_model_info(model.pretrained).reference_guidance_scale
 
 
 def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = None) -> VAETrainResult:
@@ -323,6 +333,7 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(cfg, output_dir / "config.yaml")
+    guidance = pretrained_reference_guidance(cfg.model)
 
     torch.manual_seed(cfg.seed)
     trained = vae.decoder if cfg.decoder_only else vae  # the post-quant conv (if any) belongs to decoding
@@ -369,7 +380,7 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
             else:
                 result.scaling_factor = measure_scaling_factor(vae, dataset, scaling_indices)
                 vae.register_to_config(scaling_factor=result.scaling_factor)
-            result.pipeline_dir = save_vae_pipeline(components, vae, output_dir / "pipeline")
+            result.pipeline_dir = save_vae_pipeline(components, vae, output_dir / "pipeline", guidance)
             vae.train()
             write_losses(result, output_dir / "losses.json")
         if out_of_time:

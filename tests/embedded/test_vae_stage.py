@@ -150,6 +150,13 @@ def test_decoder_only_widens_a_saved_decoder_into_an_asymmetric_vae(tmp_path):
     loaded = Tora2Pipeline.from_pretrained(result.pipeline_dir)  # diffusers finds the class's load method
     assert type(loaded.vae) is AsymmetricCogVideoXVAE
     assert list(loaded.vae.config.decoder_block_out_channels) == config["decoder_block_out_channels"]
+    # a saved wide decoder continues training from itself (same widths: loaded as saved)
+    trained = {k: v.clone() for k, v in wide.state_dict().items()}
+    again = AsymmetricCogVideoXVAE(**{**config, "scaling_factor": 1.0})
+    from tora2.training.vae import load_initial_vae
+
+    load_initial_vae(again, result.pipeline_dir / "vae")
+    assert all(torch.equal(v, trained[k]) for k, v in again.state_dict().items())
 
 
 def test_a_vae_stage_keeps_the_pretrained_pipelines_reference_guidance(tmp_path):

@@ -253,7 +253,9 @@ def load_initial_vae(vae, path: str | Path) -> None:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise InputError(f"init_vae {path} is not a saved VAE folder (no config.json); give e.g. tora2/data/embedded/vae")
-    source = AutoencoderKLCogVideoX.from_pretrained(str(path)).state_dict()
+    saved_class = AsymmetricCogVideoXVAE if AutoencoderKLCogVideoX.load_config(str(path)).get(
+        "decoder_block_out_channels") else AutoencoderKLCogVideoX
+    source = saved_class.from_pretrained(str(path)).state_dict()
     state = vae.state_dict()
     widen = isinstance(vae, AsymmetricCogVideoXVAE) and any(
         k.startswith("decoder.") and (k not in source or source[k].shape != v.shape) for k, v in state.items())

@@ -9,8 +9,12 @@
 #   6. stage 4 + the per-entity appearance term (configs/train/embedded-appearance.yaml)
 #   7. stage 6 + placement latents, on recoloured clips (configs/train/embedded-placement.yaml)
 #   8. stage 7 + 1500 steps of its recipe (configs/train/embedded-continued.yaml)
-#   then copy stage 8's pipeline into the package and write the training-curve plot.
+#  1c. stage 1's VAE encoder kept, its decoder widened to 32/64/64 and trained twice 20 min on stage 8's
+#      pipeline (configs/train/embedded-vae-wide.yaml; the transformer is unchanged)
+#   then copy that pipeline into the package and write the training-curve plot.
 # With PER_ENTITY=1 also stage 8 with one placement canvas per entity slot (measured, not shipped).
+# With CROWDED=1 also stage 9: stage 8 on 2-3-entity clips only (configs/train/embedded-crowded.yaml;
+#   measured, not shipped).
 # With PIXEL=1 the pixel-space model instead (docs/results.md, "Pixel space"):
 #   P1. the lossless pixel autoencoder's channel statistics, the shipped encoders and DPE (configs/train/embedded-pixel-vae.yaml)
 #   P2. transformer + DPE on pixel latents, x-prediction, curriculum on gradients (configs/train/embedded-pixel.yaml)
@@ -42,7 +46,13 @@ if [[ "${PIXEL:-0}" != 1 ]]; then
   "$PY" scripts/train_embedded.py configs/train/embedded-appearance.yaml --clips "$CLIPS" --curriculum 3:gradient
   "$PY" scripts/train_embedded.py configs/train/embedded-placement.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient
   "$PY" scripts/train_embedded.py configs/train/embedded-continued.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient
-  SHIPPED=runs/embedded/continued/pipeline
+  "$PY" -m tora2.training.vae configs/train/embedded-vae-wide.yaml
+  "$PY" -m tora2.training.vae configs/train/embedded-vae-wide.yaml --set init_vae=runs/embedded/vae-wide/pipeline/vae \
+      --set output_dir=runs/embedded/vae-wide2 --set seed=1 --set data.seed=1
+  SHIPPED=runs/embedded/vae-wide2/pipeline
+fi
+if [[ "${CROWDED:-0}" == 1 ]]; then
+  "$PY" scripts/train_embedded.py configs/train/embedded-crowded.yaml --clips "$CLIPS" --clip-seed 2 --recolour --curriculum 2-3:gradient
 fi
 if [[ "${PER_ENTITY:-0}" == 1 ]]; then
   "$PY" scripts/train_embedded.py configs/train/embedded-continued.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient \

@@ -1,9 +1,9 @@
 """Training curves of the embedded model as a PNG (PIL only; no plotting library is a dependency).
 
     python scripts/plot_training.py runs/embedded -o docs/training-curves.png [--json docs/training-curves.json]
-                                    [--vae DIR --encoders DIR --full DIR ... --continued DIR --per-entity DIR]
+                                    [--vae DIR --vae-wide DIR ... --encoders DIR --full DIR ... --crowded DIR]
 
-Reads ``vae/losses.json`` (tora2.training.vae), ``encoders/losses.json``
+Reads the ``losses.json`` of the VAE runs in ``VAE_STAGES`` (tora2.training.vae), ``encoders/losses.json``
 (tora2.training.pretrain_encoders), ``full/losses.json``, ``grad/losses.json``, ``ref/losses.json``,
 and the ``losses.json`` of every later train() stage in ``TRAIN_STAGES`` under the run folder, or the folders given; draws each loss per step (light) and its moving average over 25 steps (dark),
 log-scaled y axis, one panel per stage; ``--json`` also writes the curves' numbers.
@@ -66,8 +66,13 @@ TRAIN_STAGES = (("full", "stage 3 (full): transformer + DPE"),
                 ("ref", "stage 5 (not shipped): + reference latents, recoloured clips"),
                 ("appearance", "stage 6: stage 4 + the per-entity appearance term (1 - NCC)"),
                 ("placement", "stage 7: stage 6 + placement latents, recoloured clips"),
-                ("continued", "stage 8 (shipped): stage 7 + 1500 steps of its recipe"),
-                ("per-entity", "stage 8 with one placement canvas per entity (not shipped)"))
+                ("continued", "stage 8 (shipped transformer): stage 7 + 1500 steps of its recipe"),
+                ("per-entity", "stage 8 with one placement canvas per entity (not shipped)"),
+                ("crowded", "stage 9 (not shipped): stage 8 on 2-3-entity clips"))
+# VAE-stage runs (tora2.training.vae): run folder → panel title.
+VAE_STAGES = (("vae", "stage 1: per-frame VAE reconstruction (plain means, pixels in [-1, 1])"),
+              ("vae-wide", "stage 1c: stage 1's decoder widened to 32/64/64, whole clips (plain means)"),
+              ("vae-wide2", "stage 1c continued on other clips (shipped VAE; plain means)"))
 
 
 def main() -> None:
@@ -75,16 +80,16 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--json", type=Path, default=None, help="also write the curves' numbers here")
-    for stage in ("vae", "encoders", *(name for name, _ in TRAIN_STAGES)):
+    for stage in (*(name for name, _ in VAE_STAGES), "encoders", *(name for name, _ in TRAIN_STAGES)):
         parser.add_argument(f"--{stage}", type=Path, default=None, help=f"{stage} run folder (default: RUN_DIR/{stage})")
     args = parser.parse_args()
     panels, numbers = [], {}
     folder = lambda stage: getattr(args, stage.replace("-", "_")) or args.run_dir / stage  # noqa: E731
-    vae = folder("vae") / "losses.json"
-    if vae.is_file():
-        d = numbers["vae"] = json.loads(vae.read_text())
-        panels.append(("stage 1: per-frame VAE reconstruction (plain means, pixels in [-1, 1])", np.array(d["step"]),
-                       {"L1": np.array(d["l1"]), "L2": np.array(d["l2"])}))
+    for stage, title in VAE_STAGES:
+        losses = folder(stage) / "losses.json"
+        if losses.is_file():
+            d = numbers[stage] = json.loads(losses.read_text())
+            panels.append((title, np.array(d["step"]), {"L1": np.array(d["l1"]), "L2": np.array(d["l2"])}))
     encoders = folder("encoders") / "losses.json"
     if encoders.is_file():
         d = numbers["encoders"] = json.loads(encoders.read_text())
@@ -99,7 +104,7 @@ def main() -> None:
                 series["appearance"] = np.array(d["appearance"])
             panels.append((title, np.array(d["step"]), series))
     if not panels:
-        names = ", /".join(["vae", "encoders"] + [name for name, _ in TRAIN_STAGES])
+        names = ", /".join([name for name, _ in VAE_STAGES] + ["encoders"] + [name for name, _ in TRAIN_STAGES])
         raise SystemExit(f"error: no losses.json under {args.run_dir}/{names}; train first")
     if args.json is not None:
         args.json.write_text(json.dumps(numbers))

@@ -25,13 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _time(fn, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for name, vae in vaes.items():
                 row = times[name]
-                row["encode"] = min(row.get("encode", np.inf), _time(lambda: vae.encode(video), 1))
-                row["decode"] = min(row.get("decode", np.inf), _time(lambda: vae.decode(latents), 1))
+                row["encode"] = min(row.get("encode", np.inf), _seconds(lambda: vae.encode(video)))
+                row["decode"] = min(row.get("decode", np.inf), _seconds(lambda: vae.decode(latents)))
                 pipe.vae = vae
                 run = lambda: pipe(case.prompt, entities=case.entity_specs(), num_frames=9, height=64, width=64,
                                    num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0))
-                row["generate"] = min(row.get("generate", np.inf), _time(run, 1))
+                row["generate"] = min(row.get("generate", np.inf), _seconds(run))
     names = list(vaes)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; min of {args.rounds} rounds; "
           f"generate = {args.steps} steps, 3 entities, the model's default guidance")

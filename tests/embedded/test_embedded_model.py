@@ -50,6 +50,9 @@ def test_shipped_folder_is_a_small_safetensors_pipeline():
     assert index["vae"] == ["tora2.models.asymmetric_autoencoder", "AsymmetricCogVideoXVAE"]
     vae = json.loads((EMBEDDED_DIR / "vae" / "config.json").read_text())
     assert (vae["block_out_channels"], vae["decoder_block_out_channels"]) == ([16, 32, 32], [32, 64, 64])
+    from tora2.pipelines.model_info import read_model_info
+
+    assert read_model_info(EMBEDDED_DIR).vae_channels == 32  # the memory estimate counts the wider decoder
 
 
 @pytest.fixture(scope="module")

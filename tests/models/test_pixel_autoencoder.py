@@ -40,7 +40,7 @@ def test_bad_settings_are_one_line_errors():
         build_vae({"type": "pixel", "spatial_compression_ratio": 4, "latent_channels": 16})
     with pytest.raises(InputError, match="never compresses time"):
         build_vae({"type": "pixel", "temporal_compression_ratio": 4})
-    with pytest.raises(InputError, match="vae type 'jpeg' is not supported; use one of cogvideox, pixel"):
+    with pytest.raises(InputError, match="vae type 'jpeg' is not supported; use one of cogvideox, cogvideox-asymmetric, pixel"):
         build_vae({"type": "jpeg"})
     with pytest.raises(InputError, match="frame size 18×16 is not a multiple of 4"):
         build_vae({"type": "pixel"}).encode(torch.zeros(1, 3, 1, 18, 16))

@@ -131,7 +131,7 @@ def build_text_encoder(section: dict[str, Any], vocab_size: int) -> T5EncoderMod
     return T5EncoderModel(T5Config(**kwargs)).eval()
 
 
-def build_vae(section: dict[str, Any]) -> AutoencoderKLCogVideoX | PixelShuffleAutoencoder:
+def build_vae(section: dict[str, Any]) -> AutoencoderKLCogVideoX | AsymmetricCogVideoXVAE | PixelShuffleAutoencoder:
     """``type`` (a key of ``VAES``; default cogvideox) + the class's kwargs."""
     kwargs = dict(section)
     kind = kwargs.pop("type", "cogvideox")

@@ -82,7 +82,8 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         heads=int(transformer["num_attention_heads"]),
         num_layers=int(transformer["num_layers"]),
         text_tokens=int(transformer.get("max_text_seq_length", 226)),
-        vae_channels=int(vae.get("block_out_channels", [0])[0]),
+        # the wider of the encoder's and the decoder's first level (AsymmetricCogVideoXVAE decodes wider)
+        vae_channels=int(max(vae.get("block_out_channels", [0])[0], (vae.get("decoder_block_out_channels") or [0])[0])),
         weight_bytes=weights,
         reference_guidance_scale=index.get("reference_guidance_scale") or None,
     )

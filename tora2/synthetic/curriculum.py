@@ -4,8 +4,9 @@ A curriculum is a list of phases, written ``ENTITIES:KINDS[:UNTIL_STEP]`` and co
 ``1:gradient:1500,2:gradient+texture:3000,3:all``: up to 1 entity over gradients until step 1500,
 up to 2 over gradients and textures until 3000, then up to 3 over every background kind. The last
 phase has no end. ENTITIES is a maximum (a clip has 1 to N, uniformly) or a range ``MIN-MAX``:
-``2-3:gradient`` trains on crowded scenes only, where paths meet most. ``CurriculumDataset.set_step(step)`` picks the phase; ``train()`` calls it before
-every batch, so a resumed run draws exactly what an uninterrupted one draws. Each phase's clips
+``2-3:gradient`` trains on crowded scenes only, where paths meet most.
+``CurriculumDataset.set_step(step)`` picks the phase; ``train()`` calls it before every batch, so a
+resumed run draws exactly what an uninterrupted one draws. Each phase's clips
 have their own keys (``SyntheticClipDataset.key_suffix``), so cached encodings never mix.
 """
 

@@ -253,8 +253,8 @@ def load_initial_vae(vae, path: str | Path) -> None:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise InputError(f"init_vae {path} is not a saved VAE folder (no config.json); give e.g. tora2/data/embedded/vae")
-    saved_class = AsymmetricCogVideoXVAE if AutoencoderKLCogVideoX.load_config(str(path)).get(
-        "decoder_block_out_channels") else AutoencoderKLCogVideoX
+    saved = AutoencoderKLCogVideoX.load_config(str(path))
+    saved_class = AsymmetricCogVideoXVAE if saved.get("decoder_block_out_channels") else AutoencoderKLCogVideoX
     source = saved_class.from_pretrained(str(path)).state_dict()
     state = vae.state_dict()
     widen = isinstance(vae, AsymmetricCogVideoXVAE) and any(
@@ -272,7 +272,7 @@ def load_initial_vae(vae, path: str | Path) -> None:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise InputError(f"init_vae {path} has different layers from the configured VAE ({first}); "
                          "make block_out_channels, latent_channels and layers_per_block equal") from None
-    vae.register_to_config(scaling_factor=AutoencoderKLCogVideoX.load_config(str(path))["scaling_factor"])
+    vae.register_to_config(scaling_factor=saved["scaling_factor"])
 
 
 @torch.no_grad()

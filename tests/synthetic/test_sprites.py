@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tora2.errors import InputError
-from tora2.synthetic.sprites import SPRITES_DIR, load_sprites, sprite_on_white
+from tora2.synthetic.sprites import EXTRA_SPRITES_DIR, SPRITES_DIR, load_sprites, sprite_on_white
 
 
 def test_sprite_set_and_fixed_heldout_split():
@@ -30,6 +30,25 @@ def test_sprites_are_rgba_64_max_and_the_folder_is_small():
     assert (SPRITES_DIR / "OFL.txt").read_text().count("SIL OPEN FONT LICENSE Version 1.1") == 1
     entries = json.loads((SPRITES_DIR / "sprites.json").read_text())["sprites"]
     assert entries[0] == {"codepoint": "U+1F436", "name": "dog face", "file": "u1f436.png", "split": "train", "plural": False}
+
+
+def test_extra_identities_are_other_emoji_outside_clips_and_evaluation():
+    """The "extra" split (encoder stage only) shares no codepoint or drawing with train / held-out."""
+    extra, listed = load_sprites("extra"), load_sprites()
+    assert len(extra) > 1000 and all(s.split == "extra" for s in extra)
+    assert not {s.codepoint for s in extra} & {s.codepoint for s in listed}
+    assert not {s.image.tobytes() for s in extra} & {s.image.tobytes() for s in listed}
+    assert all(max(s.image.shape[:2]) == 64 and s.image.shape[2] == 4 for s in extra)
+    assert len({s.image.tobytes() for s in extra}) == len(extra)  # one identity per drawing
+    assert (EXTRA_SPRITES_DIR / "OFL.txt").is_file()
+
+
+def test_missing_extra_folder_names_the_render_command(tmp_path, monkeypatch):
+    import tora2.synthetic.sprites as sprites
+
+    monkeypatch.setattr(sprites, "EXTRA_SPRITES_DIR", tmp_path / "sprites-extra")  # as in an installed wheel
+    with pytest.raises(InputError, match="not found; run scripts/render_sprites.py --extra in a checkout"):
+        load_sprites("extra")
 
 
 def test_unknown_split_is_one_line_error():

@@ -105,3 +105,28 @@ def test_recoloured_copies_join_the_image_term_as_their_own_identities(tmp_path,
     assert sum(h not in train and h not in heldout for h in drawn) == 8  # 2 recoloured × 2 views × 2 steps
     with pytest.raises(InputError, match="loss.recoloured is 500"):
         load_encoder_config(ROOT / "configs/train/embedded-encoders.yaml", ["loss.recoloured=500"])
+
+
+def test_extra_identities_join_the_image_term_only(tmp_path, monkeypatch):
+    """loss.extra_identities = X: each step embeds B training sprites + X sprites of the "extra"
+    split (two views each); the image–text term keeps the B training sprites' names."""
+    import tora2.training.pretrain_encoders as stage
+
+    seen, drawn, phrases = [], [], []
+    embed, view, texts = stage.image_embeddings, stage.draw_view, stage.text_embeddings
+    monkeypatch.setattr(stage, "image_embeddings", lambda encoder, views: seen.append(len(views)) or embed(encoder, views))
+    monkeypatch.setattr(stage, "draw_view", lambda image, *a: drawn.append(image.tobytes()) or view(image, *a))
+    monkeypatch.setattr(stage, "text_embeddings", lambda t, e, h, p: phrases.append(len(p)) or texts(t, e, h, p))
+    cfg = EncoderTrainConfig(output_dir=str(tmp_path / "enc"), max_steps=2, batch_size=4, eval_every=0, eval_views=1,
+                             loss=EncoderLossConfig(extra_identities=3))
+    result = train_encoders(cfg, components=build_tiny_components("tiny", seed=0))
+    assert result.steps == [1, 2] and all(np.isfinite(result.losses))
+    assert seen.count(7) == 4 and phrases == [4, 4]
+    extra = {s.image.tobytes() for s in load_sprites("extra")}
+    train = {s.image.tobytes() for s in load_sprites("train")}
+    assert sum(d in extra for d in drawn) == 12 and sum(d in train for d in drawn) == 16  # 3 / 4 sprites × 2 views × 2 steps
+    with pytest.raises(InputError, match="loss.extra_identities is 5000; the extra split has"):
+        train_encoders(EncoderTrainConfig(output_dir=str(tmp_path / "x"), batch_size=4, loss=EncoderLossConfig(extra_identities=5000)),
+                       components=build_tiny_components("tiny"))
+    with pytest.raises(InputError, match="loss.extra_identities is -1"):
+        load_encoder_config(ROOT / "configs/train/embedded-encoders.yaml", ["loss.extra_identities=-1"])

@@ -2,7 +2,10 @@
 
 Each sprite's entity text is its Unicode name ("dog face", "red apple"). The split is fixed in
 ``sprites.json`` (written by ``scripts/render_sprites.py``): 20% of the sprites are "heldout" and
-never used for training, so evaluation measures open-set generalisation.
+never used for training, so evaluation measures open-set generalisation. A third split, "extra"
+(``tora2/data/sprites-extra/``, ``scripts/render_sprites.py --extra``: ≈ 1100 other emoji), holds
+identities for the encoder stage's image–image term only: never in clips, captions or evaluation,
+and not installed with the wheel.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from PIL import Image
 from tora2.errors import InputError
 
 SPRITES_DIR = Path(__file__).resolve().parent.parent / "data" / "sprites"
-SPLITS = ("train", "heldout")
+EXTRA_SPRITES_DIR = SPRITES_DIR.parent / "sprites-extra"
+SPLITS = ("train", "heldout", "extra")
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +53,9 @@ def check_split(split: str) -> None:
 def _load_all(directory: str) -> tuple[Sprite, ...]:
     manifest = Path(directory) / "sprites.json"
     if not manifest.is_file():
-        raise InputError(f"{manifest} not found; run scripts/render_sprites.py or reinstall tora2")
+        fix = "scripts/render_sprites.py --extra in a checkout" if Path(directory) == EXTRA_SPRITES_DIR else \
+            "scripts/render_sprites.py or reinstall tora2"
+        raise InputError(f"{manifest} not found; run {fix}")
     sprites = []
     for entry in json.loads(manifest.read_text(encoding="utf-8"))["sprites"]:
         path = Path(directory) / entry["file"]
@@ -59,10 +65,13 @@ def _load_all(directory: str) -> tuple[Sprite, ...]:
     return tuple(sprites)
 
 
-def load_sprites(split: str | None = None, directory: str | Path = SPRITES_DIR) -> list[Sprite]:
-    """The sprites of one split ("train" / "heldout"), or all of them (``None``), in a fixed order."""
+def load_sprites(split: str | None = None, directory: str | Path | None = None) -> list[Sprite]:
+    """The sprites of one split ("train" / "heldout" / "extra"), or all train and held-out ones
+    (``None``), in a fixed order. ``directory`` defaults to the split's folder."""
     if split is not None:
         check_split(split)
+    if directory is None:
+        directory = EXTRA_SPRITES_DIR if split == "extra" else SPRITES_DIR
     sprites = _load_all(str(directory))
     return [s for s in sprites if split is None or s.split == split]
 

@@ -21,7 +21,7 @@ trained encoders, so the transformer stage starts from it (``model.pretrained``)
 
 Run: ``python -m tora2.training.pretrain_encoders configs/train/embedded-encoders.yaml [--set key=value ...]``.
 
-Glossary: B sprites per batch, S encoder input side, L phrase tokens, C embedding width, D T5 width.
+Glossary: B sprites per batch, R recoloured and X extra identities per step, S encoder input side, L phrase tokens, C embedding width, D T5 width.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ class EncoderLossConfig:
     # training sprites per step, each its own identity (both views rotated alike), so the image tower
     # must tell colour variants of one shape apart. 0 = off. The image–text term keeps the originals.
     recoloured: int = 0
+    # More identities for the image–image term: this many random sprites of the "extra" split
+    # (≈ 1100 emoji outside the train and held-out lists, tora2/synthetic/sprites.py) per step,
+    # each its own identity. 0 = off. They have no place in the image–text term.
+    extra_identities: int = 0
 
 
 @dataclass
@@ -90,6 +94,8 @@ def check_encoder_config(cfg: EncoderTrainConfig) -> None:
         raise InputError(f"loss.image_weight must be ≥ 0; got {cfg.loss.image_weight}")
     if not 0 <= cfg.loss.recoloured <= 124:
         raise InputError(f"loss.recoloured is {cfg.loss.recoloured}; use 0 (off) to 124 (the training split's sprites)")
+    if cfg.loss.extra_identities < 0:
+        raise InputError(f"loss.extra_identities is {cfg.loss.extra_identities}; use 0 (off) or a count of extra sprites per step")
     if not 0.0 <= cfg.loss.background_probability <= 1.0:
         raise InputError(f"loss.background_probability must be in [0, 1]; got {cfg.loss.background_probability}")
 
@@ -198,6 +204,9 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
     train_sprites, heldout = load_sprites("train"), load_sprites("heldout")
     if cfg.batch_size > len(train_sprites):
         raise InputError(f"batch_size is {cfg.batch_size}; the training split has {len(train_sprites)} sprites, use at most that")
+    extra = load_sprites("extra") if cfg.loss.extra_identities else []
+    if cfg.loss.extra_identities > len(extra):
+        raise InputError(f"loss.extra_identities is {cfg.loss.extra_identities}; the extra split has {len(extra)} sprites, use at most that")
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(cfg, output_dir / "config.yaml")
@@ -228,8 +237,10 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
         images = [s.image for s in batch]
         for i in rng.choice(len(train_sprites), cfg.loss.recoloured, replace=False):
             images.append(rotate_hue(train_sprites[i].image, float(rng.uniform(30.0, 330.0))))
-        first = image_embeddings(image_encoder, [draw_view(image, rng, size, cfg.loss.background_probability) for image in images])  # (B + R, C)
-        second = image_embeddings(image_encoder, [draw_view(image, rng, size, cfg.loss.background_probability) for image in images])  # (B + R, C)
+        if extra:
+            images += [extra[i].image for i in rng.choice(len(extra), cfg.loss.extra_identities, replace=False)]
+        first = image_embeddings(image_encoder, [draw_view(image, rng, size, cfg.loss.background_probability) for image in images])  # (B + R + X, C)
+        second = image_embeddings(image_encoder, [draw_view(image, rng, size, cfg.loss.background_probability) for image in images])  # (B + R + X, C)
         texts = text_embeddings(tokenizer, text_encoder, head, [s.text for s in batch])  # (B, C)
         scale = logit_scale.clamp(max=float(np.log(100.0))).exp()
         loss = clip_loss(first[: len(batch)], texts, scale) + cfg.loss.image_weight * clip_loss(first, second, scale)

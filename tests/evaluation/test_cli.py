@@ -28,10 +28,11 @@ def test_synth_writes_clips_and_manifest(tmp_path):
     assert len(lines) == 2 and json.loads(lines[0])["meta"]["split"] == "heldout"
 
 
-def test_synth_bad_input_is_one_line_exit_2(tmp_path):
-    result = runner.invoke(app, ["data", "synth", "-o", str(tmp_path / "x"), "--clips", "1", "--split", "test"])
+@pytest.mark.parametrize("split", ["test", "extra"])  # "extra" sprites feed only the encoder stage, never clips
+def test_synth_bad_input_is_one_line_exit_2(tmp_path, split):
+    result = runner.invoke(app, ["data", "synth", "-o", str(tmp_path / "x"), "--clips", "1", "--split", split])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: split 'test' is unknown; use one of train, heldout"
+    assert result.stderr.strip() == f"error: split '{split}' is unknown; use one of train, heldout"
     assert not (tmp_path / "x").exists()
 
 

@@ -21,7 +21,7 @@ from tora2.evaluation.tracker import track_entity
 from tora2.specs import EntitySpec
 from tora2.synthetic.clips import SyntheticEntity, synthesize_clip
 from tora2.synthetic.dataset import clip_rng
-from tora2.synthetic.sprites import check_split, load_sprites, sprite_on_white
+from tora2.synthetic.sprites import CLIP_SPLITS, check_split, load_sprites, sprite_on_white
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -53,7 +53,7 @@ class EvalCase:
 def make_cases(num_cases: int, num_frames: int, height: int, width: int, split: str = "heldout", seed: int = 0,
                entity_counts=ENTITY_COUNTS) -> list[EvalCase]:
     """``num_cases`` cases per entity count, from ``split``'s sprites and path seeds; deterministic."""
-    check_split(split)
+    check_split(split, CLIP_SPLITS)
     if num_cases < 1:
         raise InputError(f"--cases is {num_cases}; evaluate at least 1 case per entity count")
     sprites = load_sprites(split)

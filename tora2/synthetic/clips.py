@@ -24,7 +24,7 @@ import numpy as np
 from tora2.compositing import paste_sprite
 from tora2.errors import InputError
 from tora2.synthetic.backgrounds import KINDS, make_background
-from tora2.synthetic.sprites import Sprite, check_split
+from tora2.synthetic.sprites import CLIP_SPLITS, Sprite, check_split
 from tora2.trajectory.paths import random_smooth
 
 PATH_SEED_RANGES = {"train": (0, 2**31), "heldout": (2**31, 2**32)}
@@ -104,7 +104,7 @@ def make_caption(entities: list[SyntheticEntity], height: int, width: int) -> st
 
 
 def draw_path_seed(rng: np.random.Generator, split: str) -> int:
-    check_split(split)
+    check_split(split, CLIP_SPLITS)
     low, high = PATH_SEED_RANGES[split]
     return int(rng.integers(low, high))
 

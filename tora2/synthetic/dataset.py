@@ -19,7 +19,7 @@ import torch
 from tora2.errors import InputError
 from tora2.specs import EntitySample
 from tora2.synthetic.clips import SyntheticEntity, check_size, synthesize_clip
-from tora2.synthetic.sprites import check_split, load_sprites
+from tora2.synthetic.sprites import CLIP_SPLITS, check_split, load_sprites
 
 SPLIT_CODES = {"train": 0, "heldout": 1}
 MAX_ENTITIES = 3
@@ -27,7 +27,7 @@ FPS = 8
 
 
 def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    check_split(split)
+    check_split(split, CLIP_SPLITS)
     return np.random.default_rng([seed, SPLIT_CODES[split], index])
 
 
@@ -49,7 +49,7 @@ class SyntheticClipDataset(torch.utils.data.Dataset):
                  recolour: bool = False, min_entities: int = 1):
         from tora2.synthetic.backgrounds import KINDS
 
-        check_split(split)
+        check_split(split, CLIP_SPLITS)
         check_size(num_frames, height, width)
         if length < 1:
             raise InputError(f"length is {length}; a dataset needs at least 1 clip")

@@ -23,6 +23,8 @@ from tora2.errors import InputError
 SPRITES_DIR = Path(__file__).resolve().parent.parent / "data" / "sprites"
 EXTRA_SPRITES_DIR = SPRITES_DIR.parent / "sprites-extra"
 SPLITS = ("train", "heldout", "extra")
+# The splits that clips, captions and evaluation draw from; "extra" feeds only the encoder stage.
+CLIP_SPLITS = ("train", "heldout")
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,9 +46,10 @@ class Sprite:
         return f"{'an' if self.name[0] in 'aeiou' else 'a'} {self.name}"
 
 
-def check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise InputError(f"split {split!r} is unknown; use one of {', '.join(SPLITS)}")
+def check_split(split: str, allowed: tuple[str, ...] = SPLITS) -> None:
+    """Refuse a split outside ``allowed`` (clips and evaluation pass ``CLIP_SPLITS``)."""
+    if split not in allowed:
+        raise InputError(f"split {split!r} is unknown; use one of {', '.join(allowed)}")
 
 
 @functools.lru_cache(maxsize=4)

@@ -36,6 +36,39 @@ def test_vae_batch_crops_every_frame_at_the_same_place():
     assert torch.equal(whole[0], dataset[0]["video"].permute(1, 0, 2, 3))
 
 
+class _ShiftVAE:
+    """A stand-in VAE whose round trip adds ``offset`` (B, 3, F, H, W): the loss terms are known by hand."""
+
+    def __init__(self, offset):
+        self.offset = offset
+
+    def encode(self, video):
+        from types import SimpleNamespace
+
+        zeros = torch.zeros_like(video)
+        dist = SimpleNamespace(sample=lambda generator: video, mean=zeros, var=torch.ones_like(video), logvar=zeros)
+        return SimpleNamespace(latent_dist=dist)
+
+    def decode(self, latents):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(sample=latents + self.offset)
+
+
+def test_gradient_term_is_the_l1_of_the_error_s_pixel_differences():
+    video = torch.zeros(1, 3, 1, 4, 4)
+    offset = torch.zeros(1, 3, 1, 4, 4)
+    offset[..., 1, 1] = 1.0  # one wrong pixel: 2 of 12 horizontal and 2 of 12 vertical differences are 1
+    vae = _ShiftVAE(offset)
+    base = vae_loss(vae, video, VAELossConfig(l1=1.0, l2=0.0, kl=0.0))[0]
+    edged = vae_loss(vae, video, VAELossConfig(l1=1.0, l2=0.0, kl=0.0, gradient=3.0))[0]
+    assert base.item() == pytest.approx(1 / 16)
+    assert (edged - base).item() == pytest.approx(3.0 * 0.5 * (2 / 12 + 2 / 12))
+    # A uniform error (a colour shift) has no edges: the term is zero.
+    shifted = vae_loss(_ShiftVAE(torch.full((1, 3, 1, 4, 4), 0.5)), video, VAELossConfig(l1=0.0, l2=0.0, kl=0.0, gradient=1.0))
+    assert shifted[0].item() == 0.0
+
+
 def test_vae_batch_windows_and_crops_on_a_sprite():
     dataset = SyntheticClipDataset(6, seed=0, num_frames=9, height=64, width=64)
     video, mask = vae_batch(dataset, list(range(6)), 16, torch.Generator().manual_seed(1), window=3, crop_on_sprite=True)
@@ -180,6 +213,8 @@ def test_vae_config_rejects_bad_values(tmp_path):
     # The frame rule depends on the VAE's temporal compression: checked when training starts.
     with pytest.raises(InputError, match="data.num_frames is 8; this VAE compresses 4× in time and needs k·4 \\+ 1 frames"):
         train_vae(_cfg(tmp_path, data=dict(num_frames=8)), components=build_tiny_components("tiny", seed=0))
+    with pytest.raises(InputError, match="loss.gradient must be"):
+        _cfg(tmp_path, loss=dict(gradient=-0.5))
     with pytest.raises(InputError, match="loss.kl must be"):
         _cfg(tmp_path, loss=dict(kl=-1.0))
     with pytest.raises(InputError, match="bogus"):

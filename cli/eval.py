@@ -74,7 +74,7 @@ def evaluate(
         num_frames, default_height, default_width = 49, 480, 720
         model_id = "ground-truth"
     else:
-        from entities.generation import set_loading_bars
+        from tora2.progress import set_loading_bars
         from tora2.pipelines.embedded import load_pipeline
 
         set_loading_bars(progress)

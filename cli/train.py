@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from cli.errors import handle_errors
+from tora2.configuration import terminal_progress
 from tora2.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -23,11 +24,13 @@ def train(
 ) -> None:
     """Train Tora2 per CONFIG; checkpoints, logs and the final pipeline go to output_dir."""
     from tora2.training.config import load_train_config
+    from tora2.progress import set_loading_bars
     from tora2.training.loop import build_components, train as run_training
 
     from entities.encode import sample_entity_encoder
 
-    cfg = load_train_config(config, list(set_ or []) + ["progress=true"])
+    cfg = load_train_config(config, [terminal_progress()] + list(set_ or []))
+    set_loading_bars(cfg.progress)
     components = build_components(cfg)
     result = run_training(cfg, entity_encoder=sample_entity_encoder(components), components=components, resume=resume)
     last = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
@@ -90,6 +93,7 @@ def finetune(
 ) -> None:
     """A few images or clips of one subject → LoRA weights that `tora2 generate --lora` loads."""
     from tora2.training.config import load_train_config
+    from tora2.progress import set_loading_bars
     from tora2.training.loop import build_components, train as run_training
     from tora2.training.lora import save_lora
 
@@ -99,7 +103,7 @@ def finetune(
         raise InputError(f"--kind {kind!r}: use object or human")
     if steps is not None and steps < 1:
         raise InputError(f"--steps {steps} must be ≥ 1")
-    overrides = list(set_ or []) + ["stage=finetune", "progress=true", "save_pipeline=false"]
+    overrides = [terminal_progress()] + list(set_ or []) + ["stage=finetune", "save_pipeline=false"]
     if steps is not None:
         overrides.append(f"max_steps={steps}")
     if model is not None:
@@ -108,6 +112,7 @@ def finetune(
         work = Path(work)
         overrides.append(f"output_dir={work / 'run'}")
         cfg = load_train_config(config, overrides)
+        set_loading_bars(cfg.progress)
         size = int(cfg.data.buckets[0][0])
         manifest = subject_manifest(subject, text, kind, work / "data", cfg.data.num_frames, size)
         cfg.data.manifest = str(manifest)

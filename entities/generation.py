@@ -163,6 +163,7 @@ class GenerationBackend:
 
         from tora2.batch.runner import AbortBatch
         from tora2.pipelines.embedded import load_pipeline
+        from tora2.progress import set_loading_bars
 
         if self.offload == "sequential" and not torch.cuda.is_available():
             raise AbortBatch("--offload sequential needs a CUDA GPU; on CPU run without --offload")
@@ -244,15 +245,6 @@ class GenerationBackend:
 
         return Backend(generate=self.generate, write=self.write, prepare=self.prepare, check=self.check,
                        batch_key=self.batch_key)
-
-
-def set_loading_bars(progress: bool) -> None:
-    """diffusers' and transformers' loading bars follow ``progress`` (off: no bar at all)."""
-    import diffusers.utils.logging as diffusers_logging
-    import transformers.utils.logging as transformers_logging
-
-    for module in (diffusers_logging, transformers_logging):
-        (module.enable_progress_bar if progress else module.disable_progress_bar)()
 
 
 def load_lora(pipe, lora: Path) -> None:

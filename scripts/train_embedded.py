@@ -20,7 +20,9 @@ from pathlib import Path
 
 import tora2  # noqa: F401  (the torchvision shim, before diffusers)
 from entities.encode import sample_entity_encoder
+from tora2.configuration import terminal_progress
 from tora2.errors import InputError
+from tora2.progress import set_loading_bars
 from tora2.synthetic import SyntheticClipDataset
 from tora2.synthetic.curriculum import CurriculumDataset, parse_curriculum
 from tora2.training.config import load_train_config
@@ -52,11 +54,13 @@ def precompute_cache(cfg, components: dict, dataset, entity_encoder, batch_size:
 
     encoder = SampleEncoder(components, entity_encoder, cfg.data.cache_dir, keep_in_memory=False)
     todo = [i for i in range(len(dataset)) if not encoder.cache_path(dataset[i]["key"]).is_file()]
-    bar = tqdm(total=len(todo), desc="encoding clips", unit="clip")
+    bar = tqdm(total=len(todo), desc="encoding clips", unit="clip", disable=not cfg.progress)
     for start in range(0, len(todo), batch_size):
         samples = [dataset[i] for i in todo[start : start + batch_size]]
         encoder.encode_and_store(samples)
         bar.update(len(samples))
+        if not cfg.progress:
+            print(f"encoding clips: {min(start + batch_size, len(todo))}/{len(todo)}", flush=True)
     bar.close()
 
 
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override (repeatable)")
     args = parser.parse_args(argv)
     try:
-        cfg = load_train_config(args.config, args.overrides + ["progress=true"])
+        cfg = load_train_config(args.config, [terminal_progress()] + args.overrides)
+        set_loading_bars(cfg.progress)
         (height, width), = [tuple(b) for b in cfg.data.buckets]
         if args.curriculum is None:
             dataset = SyntheticClipDataset(args.clips, args.clip_seed, "train", cfg.data.num_frames, height, width,

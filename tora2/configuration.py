@@ -116,6 +116,14 @@ def check_positive_ints(cfg, names) -> None:
             raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
 
 
+def terminal_progress() -> str:
+    """The ``progress=`` override a run starts from: bars only when stderr is a terminal, so logs of
+    background runs hold no escape codes. Put it before the user's overrides, so ``--set progress=…`` wins."""
+    import sys
+
+    return f"progress={'true' if sys.stderr.isatty() else 'false'}"
+
+
 def run_stage(argv: list[str] | None, module: str, example: str, load, train, summary) -> int:
     """The ``python -m <module> CONFIG [--set key=value ...]`` entry point of a training stage.
 
@@ -125,12 +133,15 @@ def run_stage(argv: list[str] | None, module: str, example: str, load, train, su
     import argparse
     import sys
 
+    from tora2.progress import set_loading_bars
+
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=f"python -m {module} CONFIG [--set key=value ...]")
     parser.add_argument("config", help=f"training config YAML ({example})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override (repeatable)")
     args = parser.parse_args(argv)
     try:
-        cfg = load(args.config, args.overrides + ["progress=true"])
+        cfg = load(args.config, [terminal_progress()] + args.overrides)
+        set_loading_bars(cfg.progress)
         result = train(cfg)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

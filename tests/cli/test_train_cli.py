@@ -70,3 +70,24 @@ def test_finetune_missing_subject(tmp_path):
     assert result.exit_code == 2
     assert "is not a folder" in result.output
     assert not (tmp_path / "l.safetensors").exists()
+
+
+def test_progress_follows_the_terminal_and_an_explicit_override_wins(tmp_path):
+    """Background runs log no bars (stderr is not a terminal here); ``--set progress=…`` still decides."""
+    import yaml
+
+    from tora2.configuration import terminal_progress
+    from tora2.training.config import load_train_config
+
+    config = tmp_path / "train.yaml"
+    config.write_text("max_steps: 2\n")
+    assert terminal_progress() == "progress=false"
+    assert load_train_config(config, [terminal_progress()]).progress is False
+    assert load_train_config(config, [terminal_progress(), "progress=true"]).progress is True
+    manifest = make_clips(tmp_path / "data", count=1)
+    config.write_text(f"max_steps: 1\ntensorboard: false\noutput_dir: {tmp_path / 'run'}\n"
+                      f"data:\n  manifest: {manifest}\n  buckets: [[64, 64]]\n")
+    result = runner.invoke(app, ["train", str(config)])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["progress"] is False
+    assert "\r" not in result.output

@@ -118,7 +118,16 @@ def test_init_vae_starts_from_saved_weights_of_another_time_compression(tmp_path
     assert latents.shape == (1, 4, 5, 8, 8)  # no time compression
     wider = build_vae({**section, "latent_channels": 8})
     with pytest.raises(InputError, match="different layers"):
-        load_initial_vae(wider, tmp_path / "vae")
+        load_initial_vae(wider, tmp_path / "vae")  # the latent width is never widened
+    # A wider encoder and decoder (same latent width) start as the saved VAE's function, 1 % noise apart.
+    wide = build_vae({**section, "block_out_channels": [16, 16], "temporal_compression_ratio": 4}).eval()
+    load_initial_vae(wide, tmp_path / "vae")
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1  # (B, C, F, H, W)
+    with torch.no_grad():
+        z = source.eval().encode(video).latent_dist.mode()  # (1, 4, 2, 8, 8)
+        moved = (wide.encode(video).latent_dist.mode() - z).abs().max() / z.abs().max()
+    assert 0 < float(moved) < 0.1
+    assert wide.config.scaling_factor == source.config.scaling_factor
     with pytest.raises(InputError, match="not a saved VAE folder"):
         load_initial_vae(per_frame, tmp_path)
     assert isinstance(AutoencoderKLCogVideoX.from_pretrained(str(tmp_path / "vae")), AutoencoderKLCogVideoX)

@@ -1,11 +1,11 @@
-"""AsymmetricCogVideoXVAE and widen_decoder (tora2/models/asymmetric_autoencoder.py)."""
+"""AsymmetricCogVideoXVAE, widen_decoder and widen_encoder (tora2/models/asymmetric_autoencoder.py)."""
 
 import pytest
 import torch
 from diffusers import AutoencoderKLCogVideoX
 
 from tora2.errors import InputError
-from tora2.models.asymmetric_autoencoder import AsymmetricCogVideoXVAE, widen_decoder
+from tora2.models.asymmetric_autoencoder import AsymmetricCogVideoXVAE, widen_decoder, widen_encoder
 from tora2.pipelines.components import build_vae
 
 SMALL = dict(block_out_channels=(8, 16), down_block_types=("CogVideoXDownBlock3D",) * 2,
@@ -57,3 +57,18 @@ def test_widening_errors_name_the_fix():
         AsymmetricCogVideoXVAE(**SMALL, decoder_block_out_channels=(6, 16))
     with pytest.raises(InputError, match="one width per up block"):
         AsymmetricCogVideoXVAE(**SMALL, decoder_block_out_channels=(16,))
+
+
+def test_widened_encoder_gives_the_narrow_ones_latents():
+    narrow = _narrow()
+    wide = AutoencoderKLCogVideoX(**{**SMALL, "block_out_channels": (16, 32)}).eval()  # encoder and decoder 2×
+    widen_encoder(wide, narrow.state_dict(), noise=0.0)
+    widen_decoder(wide, narrow.state_dict(), noise=0.0)
+    video = torch.rand(1, 3, 3, 16, 16) * 2 - 1  # (B, C, F, H, W)
+    with torch.no_grad():
+        z = narrow.encode(video).latent_dist.mode()  # (1, 4, 3, 4, 4)
+        assert torch.allclose(wide.encode(video).latent_dist.mode(), z, atol=1e-5)
+        assert torch.allclose(wide.decode(z).sample, narrow.decode(z).sample, atol=1e-5)
+    with pytest.raises(InputError, match="encoder .* not a multiple of the source's"):
+        widen_encoder(AutoencoderKLCogVideoX(**{**SMALL, "block_out_channels": (12, 16), "norm_num_groups": 4}),
+                      narrow.state_dict())

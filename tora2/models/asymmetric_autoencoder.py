@@ -8,7 +8,8 @@ pipeline's ``model_index.json`` names this class); the 5B path keeps diffusers' 
 
 ``widen_decoder(vae, source_state)`` starts the wider decoder as the function of a narrower one
 (Net2WiderNet: every channel of the source repeated ``k`` times, input weights divided by ``k``),
-so training begins where the narrow decoder ended instead of from noise.
+so training begins where the narrow decoder ended instead of from noise; ``widen_encoder`` does the
+same for a wider encoder (``block_out_channels``), whose latents then start as the narrow one's.
 
 Shapes as the parent: video (B, 3, F, H, W) ↔ latents (B, latent_channels, F', H/s, W/s).
 """
@@ -79,37 +80,52 @@ class AsymmetricCogVideoXVAE(AutoencoderKLCogVideoX):
         )
 
 
-@torch.no_grad()
 def widen_decoder(vae: AsymmetricCogVideoXVAE, source: dict[str, torch.Tensor], noise: float = 0.01,
                   generator: torch.Generator | None = None) -> None:
-    """Load the narrower decoder ``source`` (its ``decoder.*`` entries of a state dict) into ``vae.decoder``.
+    """Load the narrower decoder ``source`` (its ``decoder.*`` entries of a state dict) into ``vae.decoder``
+    (``widen_part``). The depth must match (``decoder_layers_per_block`` as the source's)."""
+    widen_part(vae.decoder, source, "decoder.", noise, generator,
+               depth_fix="give decoder_layers_per_block equal to the source's layers_per_block")
+
+
+def widen_encoder(vae: AutoencoderKLCogVideoX, source: dict[str, torch.Tensor], noise: float = 0.01,
+                  generator: torch.Generator | None = None) -> None:
+    """Load the narrower encoder ``source`` (its ``encoder.*`` entries) into ``vae.encoder`` (``widen_part``):
+    with ``noise=0`` the wider encoder gives the same latents; the latent width itself never changes."""
+    widen_part(vae.encoder, source, "encoder.", noise, generator, depth_fix="give layers_per_block equal to the source's")
+
+
+@torch.no_grad()
+def widen_part(part: torch.nn.Module, source: dict[str, torch.Tensor], prefix: str, noise: float = 0.01,
+               generator: torch.Generator | None = None, depth_fix: str = "keep the source's depth") -> None:
+    """Load the ``prefix``-ed entries of the narrower state dict ``source`` into ``part`` (an encoder or a decoder).
 
     Each tensor dimension that is ``k`` times wider repeats every source channel ``k`` times in place
     (channel j ← j // k, so GroupNorm groups keep their members and statistics); a weight's input
     dimension is also divided by ``k``, so the sums it forms are unchanged. With ``noise=0`` the wide
-    decoder computes exactly what the narrow one did; ``noise`` adds that fraction of each widened
+    part computes exactly what the narrow one did; ``noise`` adds that fraction of each widened
     weight's standard deviation as Gaussian noise, without which repeated channels would stay copies.
-    The depth must match (``decoder_layers_per_block`` as the source's).
+    The depth must match (``depth_fix`` says how).
     """
-    target = vae.decoder.state_dict()
-    prefix = "decoder."
+    target = part.state_dict()
     given = {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix)}
     missing = sorted(set(target) - set(given))
+    name = prefix.rstrip(".")
     if missing:
-        raise InputError(f"the source VAE's decoder lacks {missing[0]} (and {len(missing) - 1} more); widening keeps "
-                         "the depth: give decoder_layers_per_block equal to the source's layers_per_block")
-    for name, wide in target.items():
-        narrow = given[name]
+        raise InputError(f"the source VAE's {name} lacks {missing[0]} (and {len(missing) - 1} more); widening keeps "
+                         f"the depth: {depth_fix}")
+    for key, wide in target.items():
+        narrow = given[key]
         if wide.ndim != narrow.ndim:
-            raise InputError(f"decoder {name}: rank {narrow.ndim} in the source, {wide.ndim} here")
+            raise InputError(f"{name} {key}: rank {narrow.ndim} in the source, {wide.ndim} here")
         value = narrow.float()
         dims = (0, 1) if wide.ndim >= 2 else (0,) if wide.ndim == 1 else ()
         widened = False
         for dim in dims:
             k, rest = divmod(wide.shape[dim], narrow.shape[dim])
             if rest or k < 1:
-                raise InputError(f"decoder {name}: width {wide.shape[dim]} is not a multiple of the source's "
-                                 f"{narrow.shape[dim]}; widen every decoder block by a whole factor")
+                raise InputError(f"{name} {key}: width {wide.shape[dim]} is not a multiple of the source's "
+                                 f"{narrow.shape[dim]}; widen every {name} block by a whole factor")
             if k > 1:
                 value = value.repeat_interleave(k, dim=dim)
                 if dim == 1:
@@ -117,5 +133,5 @@ def widen_decoder(vae: AsymmetricCogVideoXVAE, source: dict[str, torch.Tensor], 
                 widened = True
         if widened and noise > 0 and wide.ndim >= 2:
             value = value + noise * value.std() * torch.randn(value.shape, generator=generator)
-        target[name] = value.to(wide.dtype)
-    vae.decoder.load_state_dict(target, strict=True)
+        target[key] = value.to(wide.dtype)
+    part.load_state_dict(target, strict=True)

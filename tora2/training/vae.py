@@ -260,12 +260,13 @@ def _zero_earlier_taps(grad: torch.Tensor) -> torch.Tensor:
 
 def load_initial_vae(vae, path: str | Path) -> None:
     """Copy the weights and the scaling factor of the saved VAE at ``path`` into ``vae`` (strict:
-    every layer must match). An ``AsymmetricCogVideoXVAE`` whose decoder is wider than the saved
-    one's takes the encoder as saved and the decoder widened (``widen_decoder``): same latents, a
-    decoder that starts as the saved one's function."""
+    every layer must match). An encoder or decoder that is wider than the saved one's (wider
+    ``block_out_channels``, or an ``AsymmetricCogVideoXVAE``'s ``decoder_block_out_channels``) starts
+    as the saved one's function, widened (``widen_encoder`` / ``widen_decoder``); the other part is
+    loaded as saved. A wider decoder alone keeps the latents; a wider encoder starts from them."""
     from diffusers import AutoencoderKLCogVideoX
 
-    from tora2.models.asymmetric_autoencoder import AsymmetricCogVideoXVAE, widen_decoder
+    from tora2.models.asymmetric_autoencoder import AsymmetricCogVideoXVAE, widen_decoder, widen_encoder
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -274,17 +275,21 @@ def load_initial_vae(vae, path: str | Path) -> None:
     saved_class = AsymmetricCogVideoXVAE if saved.get("decoder_block_out_channels") else AutoencoderKLCogVideoX
     source = saved_class.from_pretrained(str(path)).state_dict()
     state = vae.state_dict()
-    widen = isinstance(vae, AsymmetricCogVideoXVAE) and any(
-        k.startswith("decoder.") and (k not in source or source[k].shape != v.shape) for k, v in state.items())
+    same_io = all(saved.get(k) == vae.config.get(k) for k in ("in_channels", "out_channels", "latent_channels"))
+    wider = {part: same_io and any(k.startswith(part) and (k not in source or source[k].shape != v.shape)
+                                   for k, v in state.items())
+             for part in ("encoder.", "decoder.")}
     try:
-        if widen:
-            loaded = vae.load_state_dict({k: v for k, v in source.items() if not k.startswith("decoder.")}, strict=False)
-            mismatched = [k for k in loaded.missing_keys if not k.startswith("decoder.")] + loaded.unexpected_keys
-            if mismatched:
-                raise RuntimeError(f"\nthe encoder's {mismatched[0]} differs")
-            widen_decoder(vae, source, generator=torch.Generator().manual_seed(0))
-        else:
-            vae.load_state_dict(source, strict=True)
+        kept = {k: v for k, v in source.items() if not any(k.startswith(part) and w for part, w in wider.items())}
+        loaded = vae.load_state_dict(kept, strict=False)
+        mismatched = [k for k in loaded.missing_keys if not any(k.startswith(p) and w for p, w in wider.items())]
+        if mismatched or loaded.unexpected_keys:
+            raise RuntimeError(f"\n{(mismatched + loaded.unexpected_keys)[0]} differs")
+        generator = torch.Generator().manual_seed(0)
+        if wider["encoder."]:
+            widen_encoder(vae, source, generator=generator)
+        if wider["decoder."]:
+            widen_decoder(vae, source, generator=generator)
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise InputError(f"init_vae {path} has different layers from the configured VAE ({first}); "

@@ -476,3 +476,17 @@ def test_appearance_term_trains_through_the_frozen_vae_and_is_logged(tmp_path, m
         tiny = config(tmp_path, manifest, stage="full", appearance_loss_weight=0.5, appearance_min_snr=0.0,
                       output_dir=str(tmp_path / "tiny"))
         train(tiny, entity_encoder=fake_entity_encoder(components := build_components(tiny)), components=components)
+
+
+def test_latent_cache_is_keyed_by_the_image_encoder_too():
+    """Entity tokens are cached with the latents: another image encoder must not read the old tokens."""
+    from tora2.models.encoders import SemanticImageEncoder
+    from tora2.pipelines.components import build_tiny_components
+    from tora2.training.encode import SampleEncoder
+
+    components = build_tiny_components("tiny", seed=0)
+    same = SampleEncoder(components, cache_dir="cache").cache_path("clip-0")
+    assert SampleEncoder(dict(components), cache_dir="cache").cache_path("clip-0") == same
+    other = {**components, "image_encoder": SemanticImageEncoder.tiny("open_clip", seed=4)}
+    assert components["image_encoder"].encoder_id != other["image_encoder"].encoder_id
+    assert SampleEncoder(other, cache_dir="cache").cache_path("clip-0") != same

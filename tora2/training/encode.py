@@ -89,8 +89,12 @@ class SampleEncoder:
         self._memory: dict[str, dict[str, torch.Tensor]] = {}
         self._null_prompt: torch.Tensor | None = None
         self._null_flow: dict[tuple, torch.Tensor] = {}
+        # The cached entity tokens come from the frozen image (and face) encoder: its weights key the cache
+        # too, or a run with another image encoder would silently train on the old one's tokens.
+        entity_models = [components.get(name) for name in ("image_encoder", "face_encoder")]
+        entity_ids = ":".join(getattr(m, "encoder_id", None) or _fingerprint(m) for m in entity_models if m is not None)
         self.encoder_id = hashlib.sha256(
-            f"{_fingerprint(self.vae)}:{_fingerprint(self.text_encoder)}:{self.max_sequence_length}:{max_phrase_tokens}"
+            f"{_fingerprint(self.vae)}:{_fingerprint(self.text_encoder)}:{entity_ids}:{self.max_sequence_length}:{max_phrase_tokens}"
             f"{'' if self.reference_latent_size is None else f':ref{self.reference_latent_size}'}"
             f"{'' if not self.placement else ':placement' if self.placement == 1 else f':placement{self.placement}'}".encode()
         ).hexdigest()[:16]

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from cli.errors import handle_errors
-from tora2.configuration import terminal_progress
+from tora2.configuration import load_run_config
 from tora2.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -24,13 +24,11 @@ def train(
 ) -> None:
     """Train Tora2 per CONFIG; checkpoints, logs and the final pipeline go to output_dir."""
     from tora2.training.config import load_train_config
-    from tora2.progress import set_loading_bars
     from tora2.training.loop import build_components, train as run_training
 
     from entities.encode import sample_entity_encoder
 
-    cfg = load_train_config(config, [terminal_progress()] + list(set_ or []))
-    set_loading_bars(cfg.progress)
+    cfg = load_run_config(load_train_config, config, set_ or [])
     components = build_components(cfg)
     result = run_training(cfg, entity_encoder=sample_entity_encoder(components), components=components, resume=resume)
     last = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
@@ -93,7 +91,6 @@ def finetune(
 ) -> None:
     """A few images or clips of one subject → LoRA weights that `tora2 generate --lora` loads."""
     from tora2.training.config import load_train_config
-    from tora2.progress import set_loading_bars
     from tora2.training.loop import build_components, train as run_training
     from tora2.training.lora import save_lora
 
@@ -103,16 +100,15 @@ def finetune(
         raise InputError(f"--kind {kind!r}: use object or human")
     if steps is not None and steps < 1:
         raise InputError(f"--steps {steps} must be ≥ 1")
-    overrides = [terminal_progress()] + list(set_ or []) + ["stage=finetune", "save_pipeline=false"]
+    forced = ["stage=finetune", "save_pipeline=false"]
     if steps is not None:
-        overrides.append(f"max_steps={steps}")
+        forced.append(f"max_steps={steps}")
     if model is not None:
-        overrides.append(f"model.pretrained={model}")
+        forced.append(f"model.pretrained={model}")
     with tempfile.TemporaryDirectory(prefix="tora2-finetune-") as work:
         work = Path(work)
-        overrides.append(f"output_dir={work / 'run'}")
-        cfg = load_train_config(config, overrides)
-        set_loading_bars(cfg.progress)
+        forced.append(f"output_dir={work / 'run'}")
+        cfg = load_run_config(load_train_config, config, set_ or [], forced)
         size = int(cfg.data.buckets[0][0])
         manifest = subject_manifest(subject, text, kind, work / "data", cfg.data.num_frames, size)
         cfg.data.manifest = str(manifest)

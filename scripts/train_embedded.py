@@ -20,9 +20,8 @@ from pathlib import Path
 
 import tora2  # noqa: F401  (the torchvision shim, before diffusers)
 from entities.encode import sample_entity_encoder
-from tora2.configuration import terminal_progress
+from tora2.configuration import load_run_config
 from tora2.errors import InputError
-from tora2.progress import set_loading_bars
 from tora2.synthetic import SyntheticClipDataset
 from tora2.synthetic.curriculum import CurriculumDataset, parse_curriculum
 from tora2.training.config import load_train_config
@@ -79,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override (repeatable)")
     args = parser.parse_args(argv)
     try:
-        cfg = load_train_config(args.config, [terminal_progress()] + args.overrides)
-        set_loading_bars(cfg.progress)
+        cfg = load_run_config(load_train_config, args.config, args.overrides)
         (height, width), = [tuple(b) for b in cfg.data.buckets]
         if args.curriculum is None:
             dataset = SyntheticClipDataset(args.clips, args.clip_seed, "train", cfg.data.num_frames, height, width,

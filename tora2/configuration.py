@@ -124,6 +124,17 @@ def terminal_progress() -> str:
     return f"progress={'true' if sys.stderr.isatty() else 'false'}"
 
 
+def load_run_config(load, path, overrides, forced=()):
+    """``load(path, overrides)`` of a training run started from a command line: progress bars follow
+    the terminal unless an override says otherwise, ``forced`` overrides come last, and diffusers'
+    and transformers' load/save bars follow the run's own."""
+    from tora2.progress import set_loading_bars
+
+    cfg = load(path, [terminal_progress(), *overrides, *forced])
+    set_loading_bars(cfg.progress)
+    return cfg
+
+
 def run_stage(argv: list[str] | None, module: str, example: str, load, train, summary) -> int:
     """The ``python -m <module> CONFIG [--set key=value ...]`` entry point of a training stage.
 
@@ -133,15 +144,12 @@ def run_stage(argv: list[str] | None, module: str, example: str, load, train, su
     import argparse
     import sys
 
-    from tora2.progress import set_loading_bars
-
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=f"python -m {module} CONFIG [--set key=value ...]")
     parser.add_argument("config", help=f"training config YAML ({example})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override (repeatable)")
     args = parser.parse_args(argv)
     try:
-        cfg = load(args.config, [terminal_progress()] + args.overrides)
-        set_loading_bars(cfg.progress)
+        cfg = load_run_config(load, args.config, args.overrides)
         result = train(cfg)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

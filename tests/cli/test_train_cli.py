@@ -76,7 +76,7 @@ def test_progress_follows_the_terminal_and_an_explicit_override_wins(tmp_path):
     """Background runs log no bars (stderr is not a terminal here); ``--set progress=…`` still decides."""
     import yaml
 
-    from tora2.configuration import terminal_progress
+    from tora2.configuration import load_run_config, terminal_progress
     from tora2.training.config import load_train_config
 
     config = tmp_path / "train.yaml"
@@ -84,6 +84,8 @@ def test_progress_follows_the_terminal_and_an_explicit_override_wins(tmp_path):
     assert terminal_progress() == "progress=false"
     assert load_train_config(config, [terminal_progress()]).progress is False
     assert load_train_config(config, [terminal_progress(), "progress=true"]).progress is True
+    assert load_run_config(load_train_config, config, ["progress=true"]).progress is True
+    assert load_run_config(load_train_config, config, ["max_steps=5"], ["max_steps=7"]).max_steps == 7  # forced last
     manifest = make_clips(tmp_path / "data", count=1)
     config.write_text(f"max_steps: 1\ntensorboard: false\noutput_dir: {tmp_path / 'run'}\n"
                       f"data:\n  manifest: {manifest}\n  buckets: [[64, 64]]\n")

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from cli.errors import handle_errors
+from cli.errors import handle_errors, progress_default
 
 app = typer.Typer(help="Training data: prepare a clip manifest from videos.", no_args_is_help=True)
 
@@ -38,7 +38,8 @@ def prepare(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the report lists each designed fallback once, below
-        report = prepare_dataset(video_dir, output, num_frames=frames, sam_checkpoint=sam, sam_model_type=sam_type, progress=True)
+        report = prepare_dataset(video_dir, output, num_frames=frames, sam_checkpoint=sam, sam_model_type=sam_type,
+                                progress=progress_default(None))
     for note in report.warnings:
         print(f"warning: {note}", file=sys.stderr)
     typer.echo(summary_table(report))

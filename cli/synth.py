@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from cli.errors import handle_errors
+from cli.errors import handle_errors, progress_default
 
 
 @handle_errors
@@ -26,5 +26,5 @@ def synth(
     from tora2.synthetic import write_dataset
 
     manifest = write_dataset(output, clips, seed=seed, split=split, num_frames=frames, height=height, width=width,
-                             progress=True)
+                             progress=progress_default(None))
     typer.echo(f"wrote {manifest}: {clips} clip(s), {frames} frames at {height}x{width} (HxW), split {split}")

@@ -35,9 +35,43 @@ def test_round_trip_is_exact_and_statistics_normalise():
     assert changed.nonzero().tolist() == [[0, 2, 1, 2]]
 
 
+def test_fewer_channels_keep_the_leading_principal_components(tmp_path):
+    vae = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 3})
+    assert vae.config.latent_channels == 3 and vae.basis.shape == (12, 3)
+    # Videos whose normalised 2×2 blocks lie in a 3-dimensional subspace: three random directions mixed
+    # by random weights per block. A 3-component autoencoder fitted on them must be exact on new ones.
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.randn(12, 3, generator=generator)
+
+    def videos(n):
+        weights = torch.randn(n, 3, 4, 6, 8, generator=generator)  # (B, 3, F, h, w)
+        blocks = torch.einsum("nk,bkfhw->bnfhw", directions, weights)  # (B, 12, F, h, w)
+        return vae._unfold(blocks * 0.2)  # (B, 3, F, 12, 16)
+
+    vae.set_statistics(videos(3))
+    basis = vae.basis.double()
+    assert torch.allclose(basis.T @ basis, torch.eye(3, dtype=torch.float64), atol=1e-5)  # orthonormal
+    video = videos(2)
+    latents = vae.encode(video).latent_dist.mode()
+    assert latents.shape == (2, 3, 4, 6, 8)
+    assert torch.allclose(vae.decode(latents).sample, video, atol=1e-4)
+    # On anything else decoding is a projection: encoding what it decodes gives back the same latents.
+    noise = torch.rand(1, 3, 4, 12, 16, generator=generator) * 2 - 1
+    z = vae.encode(noise).latent_dist.mode()
+    assert not torch.allclose(vae.decode(z).sample, noise, atol=1e-2)
+    assert torch.allclose(vae.encode(vae.decode(z).sample).latent_dist.mode(), z, atol=1e-4)
+    # The basis is saved with the statistics and loads back through the diffusers layout.
+    vae.save_pretrained(tmp_path)
+    loaded = PixelShuffleAutoencoder.from_pretrained(tmp_path)
+    assert torch.equal(loaded.basis, vae.basis) and torch.equal(loaded.encode(video).latent_dist.mode(), latents)
+    # Lossless: no basis, so weights saved before the projection existed keep their keys.
+    assert sorted(build_vae({"type": "pixel"}).state_dict()) == ["channel_mean", "channel_std"]
+
+
 def test_bad_settings_are_one_line_errors():
-    with pytest.raises(InputError, match="latent_channels=16 must be in_channels · r² = 48"):
-        build_vae({"type": "pixel", "spatial_compression_ratio": 4, "latent_channels": 16})
+    for bad in (0, 49):
+        with pytest.raises(InputError, match=f"latent_channels={bad} must be 1 … in_channels · r² = 48"):
+            build_vae({"type": "pixel", "spatial_compression_ratio": 4, "latent_channels": bad})
     with pytest.raises(InputError, match="never compresses time"):
         build_vae({"type": "pixel", "temporal_compression_ratio": 4})
     with pytest.raises(InputError, match="vae type 'jpeg' is not supported; use one of cogvideox, cogvideox-asymmetric, pixel"):

@@ -11,7 +11,17 @@ model's weights); decoding is the exact inverse. Nothing is lost, so the autoenc
 embedded model lost a quarter of each sprite's colour fidelity and capped TrajError at 8.2 % of the
 width (docs/results.md). The price is a wider latent: 3·r² channels instead of 16.
 
-Shapes: video (B, 3, F, H, W) ↔ latents (B, 3·r², F, H/r, W/r); time is never compressed.
+With ``latent_channels`` below 3·r² it is a linear (PCA) autoencoder instead: ``set_statistics`` also
+fits the principal directions of the normalised blocks and the latent keeps the leading
+``latent_channels`` of them (a buffer ``basis``, saved with the statistics). Decoding maps back
+along the same directions, so the round trip is the best linear one of that width on the fitting
+data, without training; the latent's geometry is the lossless one's, rotated and truncated (no
+whitening), so the schedule measured on pixel latents holds. Why: a token of the 128-wide tiny
+transformer is 2×2 latent pixels, 4 · latent_channels values, and 192 (lossless) proved too many for
+it, while 36 components keep the held-out round trip within the ceiling bar (docs/results.md).
+
+Shapes: video (B, 3, F, H, W) ↔ blocks (B, 3·r², F, H/r, W/r) ↔ latents (B, C, F, H/r, W/r), C =
+``latent_channels``; time is never compressed.
 """
 
 from __future__ import annotations
@@ -30,8 +40,8 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
     """Pixels ↔ normalised space-to-depth latents; exact inverse, no learned layers.
 
     ``in_channels``: image channels (3); ``spatial_compression_ratio``: r, the block side folded into
-    channels; ``latent_channels``: must be ``in_channels · r²`` (given so that code reading a VAE's
-    ``config.latent_channels`` reads it here too; None computes it); ``scaling_factor``: multiplied
+    channels; ``latent_channels``: ``in_channels · r²`` (None: lossless) or fewer (the leading principal
+    components, fitted by ``set_statistics``); ``scaling_factor``: multiplied
     into latents by the pipeline as for any VAE (1: the per-channel statistics already give unit
     variance); ``sample_height`` / ``sample_width``: the training frame size (documentation, as in
     the CogVideoX VAE config).
@@ -57,13 +67,18 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
         expected = in_channels * r * r
         if latent_channels is None:
             self.register_to_config(latent_channels=expected)
-        elif latent_channels != expected:
-            raise InputError(f"pixel autoencoder: latent_channels={latent_channels} must be in_channels · r² = {expected}")
+        elif not 1 <= latent_channels <= expected:
+            raise InputError(f"pixel autoencoder: latent_channels={latent_channels} must be 1 … in_channels · r² = {expected} "
+                             f"({expected}: lossless; fewer: that many principal components)")
         if temporal_compression_ratio != 1:
             raise InputError(f"pixel autoencoder: temporal_compression_ratio={temporal_compression_ratio}; it never compresses time, use 1")
         # Per latent channel, set from data by set_statistics (identity until then).
         self.register_buffer("channel_mean", torch.zeros(expected))
         self.register_buffer("channel_std", torch.ones(expected))
+        # Principal directions of the normalised blocks, leading first (leading unit vectors until fitted);
+        # None when lossless, so the weights of lossless autoencoders saved before it stay loadable.
+        kept = expected if latent_channels is None else latent_channels
+        self.register_buffer("basis", torch.eye(expected)[:, :kept].clone() if kept < expected else None)
 
     # (B, C, F, H, W) ↔ (B, C·r², F, H/r, W/r)
     def _fold(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,23 +95,41 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
         shape = (1, -1, 1, 1, 1)
         return (self.channel_mean.to(like).view(shape), self.channel_std.to(like).view(shape))
 
+    def _project(self, blocks: torch.Tensor) -> torch.Tensor:
+        if self.basis is None:
+            return blocks
+        return torch.einsum("bnfhw,nk->bkfhw", blocks, self.basis.to(blocks))  # (B, latent_channels, F, h, w)
+
+    def _unproject(self, z: torch.Tensor) -> torch.Tensor:
+        if self.basis is None:
+            return z
+        return torch.einsum("bkfhw,nk->bnfhw", z, self.basis.to(z))  # (B, C·r², F, h, w)
+
     def encode(self, x: torch.Tensor, return_dict: bool = True):
-        """(B, C, F, H, W) in [−1, 1] → posterior with mean (B, C·r², F, H/r, W/r) and zero variance."""
+        """(B, C, F, H, W) in [−1, 1] → posterior with mean (B, latent_channels, F, H/r, W/r) and zero variance."""
         mean, std = self._stats(x)
-        z = (self._fold(x) - mean) / std  # (B, C·r², F, h, w)
+        z = self._project((self._fold(x) - mean) / std)  # (B, latent_channels, F, h, w)
         posterior = DiagonalGaussianDistribution(torch.cat([z, torch.zeros_like(z)], dim=1), deterministic=True)
         return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
 
     def decode(self, z: torch.Tensor, return_dict: bool = True):
-        """(B, C·r², F, h, w) → (B, C, F, h·r, w·r): the exact inverse of ``encode``."""
+        """(B, latent_channels, F, h, w) → (B, C, F, h·r, w·r): the exact inverse of ``encode`` when lossless,
+        else the projection back along the kept directions."""
         mean, std = self._stats(z)
-        x = self._unfold(z * std + mean)  # (B, C, F, H, W)
+        x = self._unfold(self._unproject(z) * std + mean)  # (B, C, F, H, W)
         return DecoderOutput(sample=x) if return_dict else (x,)
 
     @torch.no_grad()
     def set_statistics(self, videos: torch.Tensor, min_std: float = 1e-2) -> None:
-        """Per-channel mean and standard deviation of the folded ``videos`` (B, C, F, H, W)."""
+        """Per-channel mean and standard deviation of the folded ``videos`` (B, C, F, H, W), and, when
+        ``latent_channels`` is below C·r², the leading principal directions of the normalised blocks."""
         z = self._fold(videos.float())  # (B, C·r², F, h, w)
-        flat = z.transpose(0, 1).reshape(z.shape[1], -1)
+        flat = z.transpose(0, 1).reshape(z.shape[1], -1).double()  # (C·r², B·F·h·w)
         self.channel_mean.copy_(flat.mean(dim=1))
         self.channel_std.copy_(flat.std(dim=1).clamp_min(min_std))
+        if self.basis is not None:
+            normalised = (flat - self.channel_mean.double()[:, None]) / self.channel_std.double()[:, None]
+            values, vectors = torch.linalg.eigh(normalised @ normalised.T / normalised.shape[1])  # ascending
+            leading = vectors[:, values.argsort(descending=True)[: self.basis.shape[1]]]  # (C·r², latent_channels)
+            leading = leading * torch.where(leading.sum(dim=0) < 0, -1.0, 1.0).to(leading)  # a fixed sign per direction
+            self.basis.copy_(leading)

@@ -19,6 +19,11 @@
 #   P1. the lossless pixel autoencoder's channel statistics, the shipped encoders and DPE (configs/train/embedded-pixel-vae.yaml)
 #   P2. transformer + DPE on pixel latents, x-prediction, curriculum on gradients (configs/train/embedded-pixel.yaml)
 #   then P2's pipeline is shipped.
+# With LINEAR=1 the linear-latent model from the model shipped now (checkpoints/embedded/stage8-pipeline;
+#   docs/results.md, "Linear latents"; measured, not shipped, so use --no-ship):
+#   L1. the 36-component linear autoencoder fitted, stage 8's encoders and DPE (configs/train/embedded-pca-vae.yaml)
+#   L2. transformer + DPE from stage 8 on its latents, x-prediction (configs/train/embedded-pca.yaml)
+#   L2b. L2 on 800 new clips (configs/train/embedded-pca-continued.yaml)
 # Usage: scripts/train_embedded.sh [--no-ship]   (PYTHON=... the interpreter; CLIPS=800 per curriculum phase;
 #        CURRICULUM=... stage 3's phases, see tora2/synthetic/curriculum.py; RESUME=latest continues stage 4
 #        (or P2) from its last checkpoint, the stages before it being done; stages 6 to 8 then follow)
@@ -31,7 +36,12 @@ RESUME=${RESUME:-}
 SHIP=1
 [[ "${1:-}" == "--no-ship" ]] && SHIP=0
 
-if [[ "${PIXEL:-0}" == 1 ]]; then
+if [[ "${LINEAR:-0}" == 1 ]]; then
+  "$PY" -m tora2.training.vae configs/train/embedded-pca-vae.yaml
+  "$PY" scripts/train_embedded.py configs/train/embedded-pca.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient
+  "$PY" scripts/train_embedded.py configs/train/embedded-pca-continued.yaml --clips "$CLIPS" --clip-seed 3 --recolour --curriculum 3:gradient
+  SHIPPED=runs/embedded/pca-continued/pipeline
+elif [[ "${PIXEL:-0}" == 1 ]]; then
   [[ -z "$RESUME" ]] && "$PY" -m tora2.training.vae configs/train/embedded-pixel-vae.yaml
   "$PY" scripts/train_embedded.py configs/train/embedded-pixel.yaml --clips "$CLIPS" \
       --curriculum "1:gradient:300,2:gradient:800,3:gradient" ${RESUME:+--resume "$RESUME"}
@@ -41,7 +51,7 @@ elif [[ -z "$RESUME" ]]; then
   "$PY" -m tora2.training.pretrain_encoders configs/train/embedded-encoders.yaml
   "$PY" scripts/train_embedded.py configs/train/embedded.yaml --clips "$CLIPS" --curriculum "$CURRICULUM"
 fi
-if [[ "${PIXEL:-0}" != 1 ]]; then
+if [[ "${PIXEL:-0}" != 1 && "${LINEAR:-0}" != 1 ]]; then
   "$PY" scripts/train_embedded.py configs/train/embedded-gradient.yaml --clips "$CLIPS" --curriculum 3:gradient ${RESUME:+--resume "$RESUME"}
   "$PY" scripts/train_embedded.py configs/train/embedded-appearance.yaml --clips "$CLIPS" --curriculum 3:gradient
   "$PY" scripts/train_embedded.py configs/train/embedded-placement.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient

@@ -262,6 +262,15 @@ def test_shipped_configs_load():
     assert pixel_vae.model.vae["type"] == "pixel" and pixel.model.pretrained == f"{pixel_vae.output_dir}/pipeline"
     wide = load_vae_config(ROOT / "configs/train/embedded-vae-wide.yaml")
     assert wide.decoder_only and wide.model.vae["type"] == "cogvideox-asymmetric"
+    # The linear-latent chain: L1 fits the autoencoder, L2 starts from its pipeline, L2b from L2's.
+    linear_vae = load_vae_config(ROOT / "configs/train/embedded-pca-vae.yaml")
+    linear = load_train_config(ROOT / "configs/train/embedded-pca.yaml")
+    continued = load_train_config(ROOT / "configs/train/embedded-pca-continued.yaml")
+    skip = load_train_config(ROOT / "configs/train/embedded-pca-skip.yaml")
+    assert linear_vae.model.vae["latent_channels"] == 36 and linear_vae.model.transformer["entity_placement_channels"] == 37
+    assert linear.model.pretrained == f"{linear_vae.output_dir}/pipeline"
+    assert continued.model.pretrained == skip.model.pretrained == f"{linear.output_dir}/pipeline"
+    assert skip.model.transformer == {"entity_placement_skip": True}
 
 
 def test_collapse_time_kernels_keeps_still_videos_and_stops_frame_mixing():

@@ -48,7 +48,8 @@ def test_fewer_channels_keep_the_leading_principal_components(tmp_path):
         blocks = torch.einsum("nk,bkfhw->bnfhw", directions, weights)  # (B, 12, F, h, w)
         return vae._unfold(blocks * 0.2)  # (B, 3, F, 12, 16)
 
-    vae.set_statistics(videos(3))
+    fit = videos(3)
+    vae.set_statistics(fit)
     basis = vae.basis.double()
     assert torch.allclose(basis.T @ basis, torch.eye(3, dtype=torch.float64), atol=1e-5)  # orthonormal
     video = videos(2)
@@ -64,6 +65,15 @@ def test_fewer_channels_keep_the_leading_principal_components(tmp_path):
     vae.save_pretrained(tmp_path)
     loaded = PixelShuffleAutoencoder.from_pretrained(tmp_path)
     assert torch.equal(loaded.basis, vae.basis) and torch.equal(loaded.encode(video).latent_dist.mode(), latents)
+    # Whitened components: the same round trip, every latent channel at unit variance.
+    whitened = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 3, "whiten_components": True})
+    whitened.set_statistics(fit)
+    assert torch.allclose(whitened.basis, vae.basis, atol=1e-6)
+    white = whitened.encode(video).latent_dist.mode()  # (B, 3, F, h, w)
+    assert torch.allclose(white * whitened.component_std.view(1, 3, 1, 1, 1), latents, atol=1e-4)
+    assert torch.allclose(whitened.decode(white).sample, video, atol=1e-4)
+    fitted = whitened.encode(fit).latent_dist.mode().transpose(0, 1).reshape(3, -1)  # (3, B·F·h·w)
+    assert torch.allclose(fitted.std(dim=1), torch.ones(3), atol=1e-3)
     # Lossless: no basis, so weights saved before the projection existed keep their keys.
     assert sorted(build_vae({"type": "pixel"}).state_dict()) == ["channel_mean", "channel_std"]
 
@@ -72,6 +82,8 @@ def test_bad_settings_are_one_line_errors():
     for bad in (0, 49):
         with pytest.raises(InputError, match=f"latent_channels={bad} must be 1 … in_channels · r² = 48"):
             build_vae({"type": "pixel", "spatial_compression_ratio": 4, "latent_channels": bad})
+    with pytest.raises(InputError, match="whiten_components needs latent_channels below in_channels · r²"):
+        build_vae({"type": "pixel", "whiten_components": True})
     with pytest.raises(InputError, match="never compresses time"):
         build_vae({"type": "pixel", "temporal_compression_ratio": 4})
     with pytest.raises(InputError, match="vae type 'jpeg' is not supported; use one of cogvideox, cogvideox-asymmetric, pixel"):

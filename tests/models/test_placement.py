@@ -90,3 +90,35 @@ def test_per_entity_canvases_widen_the_layer_and_start_from_a_one_canvas_model()
     with pytest.raises(ValueError, match=rf"entity_placement must be \(B, F, {slots * CHANNELS}, H, W\)"):
         per_entity.prepare_conditions(make_flow(per_entity), entity_placement=first)
     assert one.adapt_saved_state(per_entity.state_dict()) is not None  # no rule the other way: left as saved
+
+
+def test_placement_skip_adds_a_per_pixel_linear_map_to_the_output(tmp_path):
+    """``entity_placement_skip``: zero at init (the model without it), then exactly a 1×1 linear map of
+    the placement latents added to the output, per latent pixel, broadcast from batch 1, saved and loaded."""
+    model = make_transformer(entity_placement_channels=CHANNELS, entity_placement_skip=True)
+    plain = make_transformer(entity_placement_channels=CHANNELS)
+    plain.load_state_dict(model.state_dict(), strict=False)
+    perturb([model.entity_placement.weight], scale=0.3)
+    plain.entity_placement.weight.data.copy_(model.entity_placement.weight)
+    inputs, flow, entities = make_inputs(model), make_flow(model), make_entity_inputs(model)
+    shared = placement(batch=1)
+    with torch.no_grad():
+        before = plain(**inputs, video_flow=flow, **entities, entity_placement=shared).sample
+        assert torch.equal(model(**inputs, video_flow=flow, **entities, entity_placement=shared).sample, before)
+    model(**inputs, video_flow=flow, **entities, entity_placement=shared).sample.pow(2).mean().backward()
+    assert model.entity_placement_out.weight.grad.abs().sum() > 0
+    assert model.part_of("entity_placement_out.weight") == "tora2"
+    weight = torch.randn(4, CHANNELS, generator=torch.Generator().manual_seed(1))  # (C out, Cp)
+    with torch.no_grad():
+        model.entity_placement_out.weight.copy_(weight[:, :, None, None])
+        after = model(**inputs, video_flow=flow, **entities, entity_placement=shared).sample  # (B, F, C, H, W)
+        expected = torch.einsum("oc,bfchw->bfohw", weight, shared)  # (1, F, C, H, W)
+        assert after.shape == (2, 3, 4, 8, 8)
+        assert (after - before - expected).abs().max() <= 1e-5
+    model.save_pretrained(tmp_path / "transformer")
+    loaded = Tora2Transformer3DModel.from_pretrained(tmp_path / "transformer")
+    assert loaded.config.entity_placement_skip is True
+    with torch.no_grad():
+        assert torch.equal(loaded(**inputs, video_flow=flow, **entities, entity_placement=shared).sample, after)
+    with pytest.raises(ValueError, match="entity_placement_skip needs entity_placement_channels"):
+        make_transformer(entity_placement_skip=True)

@@ -15,8 +15,13 @@ With ``latent_channels`` below 3·r² it is a linear (PCA) autoencoder instead: 
 fits the principal directions of the normalised blocks and the latent keeps the leading
 ``latent_channels`` of them (a buffer ``basis``, saved with the statistics). Decoding maps back
 along the same directions, so the round trip is the best linear one of that width on the fitting
-data, without training; the latent's geometry is the lossless one's, rotated and truncated (no
-whitening), so the schedule measured on pixel latents holds. Why: a token of the 128-wide tiny
+data, without training. The latent is the lossless one rotated and truncated, so its variance is
+mostly in the first few components and the diffusion noise drowns a sprite's detail (the small
+trailing components) before its coarse shape. ``whiten_components`` divides each kept component by
+its standard deviation instead, so that every component has the same signal-to-noise ratio at every
+timestep, as in a trained VAE's latent; on the embedded model that trained worse (saturated noise
+blocks; docs/results.md, "Linear latents"), so it is off by default. Why fewer channels at all: a
+token of the 128-wide tiny
 transformer is 2×2 latent pixels, 4 · latent_channels values, and 192 (lossless) proved too many for
 it, while 36 components keep the held-out round trip within the ceiling bar (docs/results.md).
 
@@ -59,6 +64,7 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
         scaling_factor: float = 1.0,
         sample_height: int = 64,
         sample_width: int = 64,
+        whiten_components: bool = False,
     ):
         super().__init__()
         r = int(spatial_compression_ratio)
@@ -79,6 +85,11 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
         # None when lossless, so the weights of lossless autoencoders saved before it stay loadable.
         kept = expected if latent_channels is None else latent_channels
         self.register_buffer("basis", torch.eye(expected)[:, :kept].clone() if kept < expected else None)
+        if whiten_components and self.basis is None:
+            raise InputError("pixel autoencoder: whiten_components needs latent_channels below in_channels · r² "
+                             f"(= {expected}); the lossless latent has no components to whiten")
+        # Standard deviation of each kept component (ones until fitted), with whiten_components.
+        self.register_buffer("component_std", torch.ones(kept) if whiten_components else None)
 
     # (B, C, F, H, W) ↔ (B, C·r², F, H/r, W/r)
     def _fold(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,15 +106,19 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
         shape = (1, -1, 1, 1, 1)
         return (self.channel_mean.to(like).view(shape), self.channel_std.to(like).view(shape))
 
+    def _component_scale(self, like: torch.Tensor) -> torch.Tensor | float:
+        return 1.0 if self.component_std is None else self.component_std.to(like).view(1, -1, 1, 1, 1)
+
     def _project(self, blocks: torch.Tensor) -> torch.Tensor:
         if self.basis is None:
             return blocks
-        return torch.einsum("bnfhw,nk->bkfhw", blocks, self.basis.to(blocks))  # (B, latent_channels, F, h, w)
+        z = torch.einsum("bnfhw,nk->bkfhw", blocks, self.basis.to(blocks))  # (B, latent_channels, F, h, w)
+        return z / self._component_scale(z)
 
     def _unproject(self, z: torch.Tensor) -> torch.Tensor:
         if self.basis is None:
             return z
-        return torch.einsum("bkfhw,nk->bnfhw", z, self.basis.to(z))  # (B, C·r², F, h, w)
+        return torch.einsum("bkfhw,nk->bnfhw", z * self._component_scale(z), self.basis.to(z))  # (B, C·r², F, h, w)
 
     def encode(self, x: torch.Tensor, return_dict: bool = True):
         """(B, C, F, H, W) in [−1, 1] → posterior with mean (B, latent_channels, F, H/r, W/r) and zero variance."""
@@ -133,3 +148,5 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
             leading = vectors[:, values.argsort(descending=True)[: self.basis.shape[1]]]  # (C·r², latent_channels)
             leading = leading * torch.where(leading.sum(dim=0) < 0, -1.0, 1.0).to(leading)  # a fixed sign per direction
             self.basis.copy_(leading)
+            if self.component_std is not None:
+                self.component_std.copy_((leading.T @ normalised).std(dim=1).clamp_min(min_std))

@@ -19,6 +19,11 @@ image latents, so each entity's look arrives where and when it is asked for. By 
 entity is pasted on one canvas (where paths cross, the last covers the others); with
 ``entity_placement_per_entity`` each entity slot has a canvas of its own (entity i in channels
 i·(C + 1) … (i + 1)·(C + 1)), so overlapping entities stay apart and the slot says which is which.
+With ``entity_placement_skip`` as well, a zero-initialised per-pixel linear map
+(``entity_placement_out``) from the placement latents is added to the model's output (x-prediction:
+the clean latents), so the pasted look reaches the output without passing through the hidden width,
+which is narrower than a token of wide latents (a 36-channel linear autoencoder: 144 values a token,
+width 128). Measured on the embedded model, it did not help (docs/results.md, "Linear latents").
 
 Key names are a file format: every CogVideoX key is unchanged and Tora's are ``traj_extractor.*``
 and ``fuser.{i}.*``, so diffusers CogVideoX and the public Tora T2V transformer load into this class.
@@ -80,6 +85,8 @@ class Tora2Conditions:
     reference_tokens: (B, E·R, De) reference-latent tokens r_i + slot embeddings; reference_valid
     (B, E·R) bool; reference_bias (B, N, E·R): when the model reads reference latents.
     placement_tokens: (B or 1, N, D) the patch-embedded placement latents, when the model reads them.
+    placement_skip: (B or 1, F, C, H, W) the placement latents' linear path to the output, with
+    ``entity_placement_skip``.
     z_p, z_m: (B, E, Dc) contrastive embeddings (training).
     """
 
@@ -92,6 +99,7 @@ class Tora2Conditions:
     reference_valid: torch.Tensor | None = None
     reference_bias: torch.Tensor | None = None
     placement_tokens: torch.Tensor | None = None
+    placement_skip: torch.Tensor | None = None
     z_p: torch.Tensor | None = None
     z_m: torch.Tensor | None = None
 
@@ -266,6 +274,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         reference_latent_size: int | None = None,
         entity_placement_channels: int | None = None,
         entity_placement_per_entity: bool = False,
+        entity_placement_skip: bool = False,
     ):
         super().__init__()
         if block_order not in BLOCK_ORDERS:
@@ -275,6 +284,8 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         if reference_latent_size is not None and (entity_dim is None or entity_locality_sigma is None):
             raise ValueError("reference_latent_size needs entity_dim and entity_locality_sigma: reference tokens are "
                              "placed by the trajectory-located bias")
+        if entity_placement_skip and entity_placement_channels is None:
+            raise ValueError("entity_placement_skip needs entity_placement_channels: it maps the placement latents to the output")
         inner_dim = num_attention_heads * attention_head_dim
 
         # 0. Tora: the trajectory extractor and one motion-guidance fuser per block.
@@ -330,6 +341,12 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
             self.entity_placement = nn.Conv2d(canvases * entity_placement_channels, inner_dim, patch_size, stride=patch_size)
             nn.init.zeros_(self.entity_placement.weight)
             nn.init.zeros_(self.entity_placement.bias)
+        self.entity_placement_out = None
+        if entity_placement_skip:
+            # Per latent pixel, placement channels → output channels; zero-initialised like the layer above.
+            self.entity_placement_out = nn.Conv2d(self.entity_placement.in_channels, out_channels, 1)
+            nn.init.zeros_(self.entity_placement_out.weight)
+            nn.init.zeros_(self.entity_placement_out.bias)
         if entity_dim is not None:
             self.entity_motion = EntityMotionTokenizer(motion_channels, entity_dim, motion_frequencies)
             self.entity_text_proj = nn.Linear(text_embed_dim, entity_dim)
@@ -515,8 +532,12 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
             if placement.ndim != 5 or placement.shape[2] != expected_c:
                 raise ValueError(f"entity_placement must be (B, F, {expected_c}, H, W); got {tuple(placement.shape)}")
             batch = placement.shape[0]
-            grid = self.entity_placement(rearrange(placement, "b f c h w -> (b f) c h w").to(self.dtype))  # (B·F, D, h, w)
+            frames = rearrange(placement, "b f c h w -> (b f) c h w").to(self.dtype)  # (B·F, Cp, H, W)
+            grid = self.entity_placement(frames)  # (B·F, D, h, w)
             conditions.placement_tokens = rearrange(grid, "(b f) d h w -> b (f h w) d", b=batch)  # (B, N, D)
+            if self.entity_placement_out is not None:
+                skip = self.entity_placement_out(frames)  # (B·F, C, H, W)
+                conditions.placement_skip = rearrange(skip, "(b f) c h w -> b f c h w", b=batch)  # (B, F, C, H, W)
         if video_flow is not None:
             if self.traj_extractor is None:
                 raise ValueError("this transformer has no trajectory modules (motion_channels=None)")
@@ -629,6 +650,8 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         output = rearrange(
             hidden_states, "b (f h w) (c ph pw) -> b f c (h ph) (w pw)", f=num_frames, h=height // p, ph=p, pw=p
         )  # (B, F, C, H, W)
+        if conditions.placement_skip is not None:
+            output = output + conditions.placement_skip.to(output.dtype)  # batch 1 broadcast
         if not return_dict:
             return (output,)
         if return_contrastive:

@@ -280,9 +280,10 @@ def load_initial_vae(vae, path: str | Path) -> None:
                                    for k, v in state.items())
              for part in ("encoder.", "decoder.")}
     try:
-        kept = {k: v for k, v in source.items() if not any(k.startswith(part) and w for part, w in wider.items())}
+        widened = tuple(part for part, is_wider in wider.items() if is_wider)  # () when neither: every key is kept
+        kept = {k: v for k, v in source.items() if not k.startswith(widened)}
         loaded = vae.load_state_dict(kept, strict=False)
-        mismatched = [k for k in loaded.missing_keys if not any(k.startswith(p) and w for p, w in wider.items())]
+        mismatched = [k for k in loaded.missing_keys if not k.startswith(widened)]
         if mismatched or loaded.unexpected_keys:
             raise RuntimeError(f"\n{(mismatched + loaded.unexpected_keys)[0]} differs")
         generator = torch.Generator().manual_seed(0)

@@ -340,3 +340,51 @@ def test_vae_stage_fits_a_pixel_autoencoder_and_the_next_stage_starts_from_it(tm
     with pytest.raises(InputError, match="model.init_weights_skip names vae, which model.init_weights does not load"):
         build_components(load_train_config(None, {"model.pretrained": str(result.pipeline_dir),
                                                   "model.init_weights_skip": {"vae": ["x"]}}))
+
+
+def test_decoder_only_trains_a_learned_decoder_on_a_fitted_linear_autoencoder(tmp_path):
+    """configs/train/embedded-pca-decoder.yaml's recipe on tiny models: the fitted statistics and basis
+    load from init_vae and stay exactly as saved (so are the latents a transformer was trained on);
+    only the new decoder learns, from noisy latents and from (generated latents, clip) pairs."""
+    from einops import rearrange
+
+    from tora2.models.pixel_autoencoder import PixelShuffleAutoencoder
+
+    linear = dict(type="pixel", spatial_compression_ratio=4, latent_channels=6)
+    model = dict(config="tiny", vae=linear, transformer=dict(in_channels=6, out_channels=6, temporal_compression_ratio=1))
+    fitted = train_vae(_cfg(tmp_path, output_dir=str(tmp_path / "fit"), model=model)).pipeline_dir
+    saved = PixelShuffleAutoencoder.from_pretrained(fitted / "vae")
+    # Pairs as scripts/decoder_pairs.py writes them: "generated" latents (here: clean ones plus noise).
+    dataset = SyntheticClipDataset(8, 0, "train", 9, 64, 64, 3)
+    frames = torch.stack([torch.from_numpy(dataset.clip(i)[0]) for i in range(3)])  # (N, F, H, W, 3) uint8
+    video = rearrange(frames, "n f h w c -> n c f h w").float() / 127.5 - 1.0
+    latents = saved.encode(video).latent_dist.mode() + 0.3 * torch.randn(3, 6, 9, 16, 16)  # (N, C, F, h, w)
+    masks = torch.stack([sprite_mask(dataset.clip(i)[2], 9, 64, 64) for i in range(3)]).to(torch.uint8)
+    pairs = tmp_path / "pairs.pt"
+    store = {"latents": rearrange(latents, "n c f h w -> n f c h w"), "frames": frames, "targets": frames, "masks": masks,
+             "errors": torch.tensor([0.5, 3.0, 1.0]), "ids": ["a", "b", "c"]}
+    torch.save(store, pairs)
+    learned = dict(model, pretrained=str(fitted), vae=dict(linear, decoder_channels=8, decoder_blocks=1))
+    settings = dict(output_dir=str(tmp_path / "decoder"), model=learned, decoder_only=True, init_vae=str(fitted / "vae"),
+                    decoder_pairs=str(pairs), pairs_batch_size=2, pairs_max_error=2.0, loss=dict(kl=0.0, latent_noise=0.5, sprite_weight=2.0),
+                    data=dict(num_frames=9, height=64, width=64, crop_size=0, num_clips=8))
+    result = train_vae(_cfg(tmp_path, **settings))
+    assert result.steps == [1, 2] and all(torch.isfinite(torch.tensor(result.losses)))
+    trained = PixelShuffleAutoencoder.from_pretrained(result.pipeline_dir / "vae")
+    assert trained.config.decoder_channels == 8
+    for name in ("channel_mean", "channel_std", "basis"):
+        assert torch.equal(getattr(trained, name), getattr(saved, name)), name
+    assert trained.decoder.conv_out.weight.abs().sum() > 0  # learned away from the zero residual
+    assert torch.equal(trained.encode(video).latent_dist.mode(), saved.encode(video).latent_dist.mode())
+    with pytest.raises(InputError, match="decoder_pairs trains a decoder for a fixed latent space; set decoder_only: true"):
+        _cfg(tmp_path, decoder_pairs=str(pairs))
+    with pytest.raises(InputError, match="decoder_pairs .*missing.pt is not a file; make it with scripts/decoder_pairs.py"):
+        train_vae(_cfg(tmp_path, **{**settings, "decoder_pairs": str(tmp_path / "missing.pt")}))
+    with pytest.raises(InputError, match="no pair has TrajError ≤ pairs_max_error=0.1 px \\(best 0.50\\)"):
+        train_vae(_cfg(tmp_path, **{**settings, "pairs_max_error": 0.1}))
+    torch.save({**store, "latents": torch.zeros(3, 9, 5, 16, 16)}, pairs)
+    with pytest.raises(InputError, match="holds 5-channel latents; this VAE has 6"):
+        train_vae(_cfg(tmp_path, **settings))
+    torch.save({k: v for k, v in store.items() if k not in ("targets", "errors")}, pairs)
+    with pytest.raises(InputError, match="has no targets \\(an interrupted run\\); rerun scripts/decoder_pairs.py"):
+        train_vae(_cfg(tmp_path, **settings))

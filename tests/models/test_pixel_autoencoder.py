@@ -78,7 +78,36 @@ def test_fewer_channels_keep_the_leading_principal_components(tmp_path):
     assert sorted(build_vae({"type": "pixel"}).state_dict()) == ["channel_mean", "channel_std"]
 
 
+def test_a_learned_decoder_starts_as_the_linear_decode_and_saves_with_the_basis(tmp_path):
+    linear = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 5})
+    learned = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 5,
+                         "decoder_channels": 8, "decoder_blocks": 2})
+    video = torch.rand(2, 3, 3, 8, 12, generator=torch.Generator().manual_seed(1)) * 2 - 1  # (B, 3, F, H, W)
+    linear.set_statistics(video)
+    learned.set_statistics(video)
+    latents = linear.encode(video).latent_dist.mode()  # (B, 5, F, 4, 6)
+    assert torch.equal(learned.encode(video).latent_dist.mode(), latents)  # the encoder is the linear one
+    assert torch.allclose(learned.decode(latents).sample, linear.decode(latents).sample, atol=1e-6)  # zero residual
+    with torch.no_grad():
+        learned.decoder.conv_out.bias.fill_(0.1)  # a residual of 0.1 on every normalised block value
+    shift = (learned.decode(latents).sample - linear.decode(latents).sample)  # (B, 3, F, H, W)
+    std = learned._unfold(learned.channel_std.view(1, 12, 1, 1, 1).expand(1, 12, 1, 4, 6))  # per pixel
+    assert torch.allclose(shift, 0.1 * std.expand_as(shift), atol=1e-5)
+    # Frames are decoded one by one: changing frame 1's latents leaves frames 0 and 2 as they were.
+    bumped = latents.clone()
+    bumped[:, :, 1] += 1.0
+    same = learned.decode(bumped).sample - learned.decode(latents).sample
+    assert same[:, :, [0, 2]].abs().max() == 0 and same[:, :, 1].abs().max() > 0
+    learned.save_pretrained(tmp_path)
+    loaded = PixelShuffleAutoencoder.from_pretrained(tmp_path)
+    assert loaded.config.decoder_channels == 8 and torch.equal(loaded.basis, learned.basis)
+    assert torch.equal(loaded.decode(latents).sample, learned.decode(latents).sample)
+    assert linear.decoder is None and not any(k.startswith("decoder.") for k in linear.state_dict())
+
+
 def test_bad_settings_are_one_line_errors():
+    with pytest.raises(InputError, match="decoder_channels=-1, decoder_blocks=2 must be ≥ 0"):
+        build_vae({"type": "pixel", "decoder_channels": -1})
     for bad in (0, 49):
         with pytest.raises(InputError, match=f"latent_channels={bad} must be 1 … in_channels · r² = 48"):
             build_vae({"type": "pixel", "spatial_compression_ratio": 4, "latent_channels": bad})

@@ -25,6 +25,14 @@ token of the 128-wide tiny
 transformer is 2×2 latent pixels, 4 · latent_channels values, and 192 (lossless) proved too many for
 it, while 36 components keep the held-out round trip within the ceiling bar (docs/results.md).
 
+With ``decoder_channels`` > 0 decoding is learned on top of that: a small per-frame convolutional
+network on the latent grid (``BlockDecoder``) adds a residual to the linear decode's normalised
+blocks. Its output layer starts at zero, so a new decoder decodes exactly as the linear one, and
+the encoder (statistics and basis) is never trained: a denoiser trained on the linear latents keeps
+working. It is trained by ``tora2.training.vae`` with ``decoder_only`` (configs/train/
+embedded-pca-decoder.yaml) to draw clean sprites from what a denoiser leaves in its latents, which
+a linear decode shows as coloured noise (docs/results.md, "Linear latents").
+
 Shapes: video (B, 3, F, H, W) ↔ blocks (B, 3·r², F, H/r, W/r) ↔ latents (B, C, F, H/r, W/r), C =
 ``latent_channels``; time is never compressed.
 """
@@ -37,8 +45,32 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from einops import rearrange
+from torch import nn
 
 from tora2.errors import InputError
+
+
+class BlockDecoder(nn.Module):
+    """Latents (N, C, h, w) → a residual (N, 3·r², h, w) on the normalised blocks: a 3×3 convolution in,
+    ``num_blocks`` pre-norm residual blocks of two 3×3 convolutions, a zero-initialised 3×3 convolution out."""
+
+    def __init__(self, latent_channels: int, block_channels: int, channels: int, num_blocks: int):
+        super().__init__()
+        groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
+        self.conv_in = nn.Conv2d(latent_channels, channels, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+                          nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1))
+            for _ in range(num_blocks))
+        self.conv_out = nn.Conv2d(channels, block_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(z)  # (N, channels, h, w)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.conv_out(h)  # (N, 3·r², h, w)
 
 
 class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
@@ -65,6 +97,8 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
         sample_height: int = 64,
         sample_width: int = 64,
         whiten_components: bool = False,
+        decoder_channels: int = 0,
+        decoder_blocks: int = 2,
     ):
         super().__init__()
         r = int(spatial_compression_ratio)
@@ -90,6 +124,11 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
                              f"(= {expected}); the lossless latent has no components to whiten")
         # Standard deviation of each kept component (ones until fitted), with whiten_components.
         self.register_buffer("component_std", torch.ones(kept) if whiten_components else None)
+        if decoder_channels < 0 or decoder_blocks < 0:
+            raise InputError(f"pixel autoencoder: decoder_channels={decoder_channels}, decoder_blocks={decoder_blocks} "
+                             "must be ≥ 0 (decoder_channels 0: the linear decode, no learned decoder)")
+        self.decoder = BlockDecoder(kept, expected, decoder_channels, decoder_blocks) if decoder_channels else None
+        self.post_quant_conv = None  # as in diffusers' VAEs: the decoder is all there is to decoding
 
     # (B, C, F, H, W) ↔ (B, C·r², F, H/r, W/r)
     def _fold(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,9 +168,14 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
 
     def decode(self, z: torch.Tensor, return_dict: bool = True):
         """(B, latent_channels, F, h, w) → (B, C, F, h·r, w·r): the exact inverse of ``encode`` when lossless,
-        else the projection back along the kept directions."""
+        else the projection back along the kept directions; plus the learned decoder's residual, if any."""
         mean, std = self._stats(z)
-        x = self._unfold(self._unproject(z) * std + mean)  # (B, C, F, H, W)
+        blocks = self._unproject(z)  # (B, C·r², F, h, w), normalised
+        if self.decoder is not None:
+            frames = rearrange(z, "b k f h w -> (b f) k h w")
+            residual = self.decoder(frames.to(self.decoder.conv_in.weight.dtype))  # (B·F, C·r², h, w)
+            blocks = blocks + rearrange(residual, "(b f) n h w -> b n f h w", b=z.shape[0]).to(blocks)
+        x = self._unfold(blocks * std + mean)  # (B, C, F, H, W)
         return DecoderOutput(sample=x) if return_dict else (x,)
 
     @torch.no_grad()

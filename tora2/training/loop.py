@@ -144,16 +144,18 @@ def build_components(cfg: TrainConfig) -> dict:
         raise InputError(f"model.init_weights_skip names {', '.join(unknown)}, which model.init_weights does not load")
     # Last, so that a model rebuilt with changed fields above starts from the saved weights.
     for name, folder in cfg.model.init_weights.items():
-        _load_init_weights(components[name], _saved_model(components, "init_weights", name, folder), name, folder,
+        load_init_weights(components[name], _saved_model(components, "init_weights", name, folder), name, folder,
                            skip=tuple(cfg.model.init_weights_skip.get(name, ())))
     return components
 
 
-def _load_init_weights(model, source, name: str, folder: str, skip: tuple[str, ...] = ()) -> list[str]:
+def load_init_weights(model, source, name: str, folder: str, skip: tuple[str, ...] = (), setting: str | None = None) -> list[str]:
     """Copy ``source``'s weights into ``model``: every saved key must exist here with the same shape;
     layers only ``model`` has (a module added by a config field) and keys starting with one of
     ``skip`` keep their init, and saved keys starting with one of ``skip`` are dropped; a model's own
-    ``adapt_saved_state`` first widens what its config fields widened. Returns the keys left at init."""
+    ``adapt_saved_state`` first widens what its config fields widened. Returns the keys left at init.
+    ``setting``: the config key that errors name (default ``model.init_weights.<name>``)."""
+    setting = setting or f"model.init_weights.{name}"
     own, everything = model.state_dict(), source.state_dict()
     if hasattr(model, "adapt_saved_state"):  # a saved layer that a config field widened (its own rule)
         everything = model.adapt_saved_state(everything)
@@ -166,11 +168,11 @@ def _load_init_weights(model, source, name: str, folder: str, skip: tuple[str, .
     mismatched = [f"{k} {tuple(v.shape)}≠{tuple(own[k].shape)}" for k, v in saved.items() if k in own and v.shape != own[k].shape]
     if extra or mismatched:
         detail = "; ".join((extra + mismatched)[:3])
-        raise InputError(f"model.init_weights.{name}: {folder} has different layers ({detail[:200]})")
+        raise InputError(f"{setting}: {folder} has different layers ({detail[:200]})")
     model.load_state_dict(saved, strict=False)
     added = [k for k in own if k not in saved]
     if added:
-        logger.info("model.init_weights.%s: %d key(s) only in the new config keep their init, e.g. %s", name, len(added), added[0])
+        logger.info("%s: %d key(s) only in the new config keep their init, e.g. %s", setting, len(added), added[0])
     return added
 
 

@@ -71,6 +71,10 @@ class VAELossConfig:
     # L1 between the horizontal and vertical pixel differences of x̂ and x (sprite-weighted like the
     # rest): an edge term that penalises blur, which plain L1/L2 average away on small sprites.
     gradient: float = 0.0
+    # Gaussian noise on the latents before decoding, of a random level in [0, latent_noise] per clip
+    # (latent units); for a decoder that must draw clean frames from a denoiser's imperfect latents.
+    latent_noise: float = 0.0
+    pairs: float = 1.0  # weight of the decoder_pairs term (generated latents → their ground-truth clips)
 
 
 @dataclass
@@ -88,6 +92,12 @@ class VAETrainConfig:
     # Train only the decoder: the encoder, its latent space and the scaling factor stay as loaded
     # (init_vae), so a transformer trained on those latents keeps working with the new decoder.
     decoder_only: bool = False
+    # With decoder_only: a file of (generated latents, target clip) pairs (scripts/decoder_pairs.py);
+    # each step also decodes pairs_batch_size of them and adds loss.pairs × their reconstruction loss
+    # against the clips the denoiser was asked for, so the decoder learns what the denoiser leaves.
+    decoder_pairs: str | None = None
+    pairs_batch_size: int = 4
+    pairs_max_error: float = 0.0  # keep only pairs whose worst entity TrajError is at most this (px); 0 = all
     progress: bool = False
     model: ModelSettings = field(default_factory=ModelSettings)
     data: VAEDataConfig = field(default_factory=VAEDataConfig)
@@ -101,9 +111,11 @@ class VAETrainConfig:
 def check_vae_config(cfg: VAETrainConfig) -> None:
     if not isinstance(cfg.data, VAEDataConfig):
         return  # from_dict builds the nested sections after; checked again by load_vae_config
-    check_positive_ints(cfg, ("max_steps", "batch_size", "scaling_clips"))
+    check_positive_ints(cfg, ("max_steps", "batch_size", "scaling_clips", "pairs_batch_size"))
     if cfg.decoder_only and cfg.init_vae is None:
         raise InputError("decoder_only keeps the encoder as loaded; give init_vae (the VAE whose latent space to keep)")
+    if cfg.decoder_pairs is not None and not cfg.decoder_only:
+        raise InputError("decoder_pairs trains a decoder for a fixed latent space; set decoder_only: true")
     if isinstance(cfg.optim, OptimConfig):
         check_optim(cfg.optim, cfg.max_steps)
     data = cfg.data
@@ -114,7 +126,9 @@ def check_vae_config(cfg: VAETrainConfig) -> None:
     if data.crop_size % 16 or data.crop_size < 0 or data.crop_size > min(data.height, data.width):
         raise InputError(f"data.crop_size is {data.crop_size}; use 0 (whole frames) or a multiple of 16 up to "
                          f"{min(data.height, data.width)} (the frame's shorter side)")
-    for name in ("l1", "l2", "kl", "sprite_weight", "gradient"):
+    if cfg.pairs_max_error < 0:
+        raise InputError(f"pairs_max_error is {cfg.pairs_max_error}; use 0 (every pair) or a TrajError in pixels")
+    for name in ("l1", "l2", "kl", "sprite_weight", "gradient", "latent_noise", "pairs"):
         if getattr(cfg.loss, name) < 0:
             raise InputError(f"loss.{name} must be ≥ 0; got {getattr(cfg.loss, name)}")
 
@@ -204,13 +218,25 @@ def vae_batch(dataset, indices: list[int], crop_size: int, generator: torch.Gene
 def vae_loss(vae, video: torch.Tensor, weights: VAELossConfig, generator: torch.Generator | None = None,
              sprite_mask: torch.Tensor | None = None):
     """(total, l1, l2, kl) of one batch (B, 3, F, H, W) in [−1, 1]; l1 and l2 are the plain means
-    (comparable across runs), the total uses their sprite-weighted means when a mask (B, 1, F, H, W) is given."""
+    (comparable across runs), the total uses their sprite-weighted means when a mask (B, 1, F, H, W) is given.
+    With ``weights.latent_noise`` the latents get Gaussian noise of a random level in [0, latent_noise]
+    per clip before decoding, so the decoder learns to draw clean frames from imperfect latents."""
     posterior = vae.encode(video).latent_dist
     latents = posterior.sample(generator)  # (B, C, Fl, h, w)
-    recon = vae.decode(latents).sample  # (B, 3, F, H, W)
+    if weights.latent_noise > 0:
+        level = weights.latent_noise * torch.rand(latents.shape[0], 1, 1, 1, 1, generator=generator)
+        latents = latents + level.to(latents) * torch.randn(latents.shape, generator=generator).to(latents)
+    kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+    total, l1, l2 = reconstruction_loss(vae.decode(latents).sample, video, weights, sprite_mask)
+    return total + weights.kl * kl, l1, l2, kl
+
+
+def reconstruction_loss(recon: torch.Tensor, video: torch.Tensor, weights: VAELossConfig,
+                        sprite_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(weighted total, plain l1, plain l2) of decoded ``recon`` against ``video``, both (B, 3, F, H, W):
+    l1 + l2 + gradient terms, sprite-weighted by ``sprite_mask`` (B, 1, F, H, W) when given."""
     error = recon - video
     l1, l2 = error.abs().mean(), error.pow(2).mean()
-    kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
     weight = None
     if sprite_mask is not None and weights.sprite_weight > 0:
         weight = 1.0 + weights.sprite_weight * sprite_mask  # (B, 1, F, H, W)
@@ -221,7 +247,7 @@ def vae_loss(vae, video: torch.Tensor, weights: VAELossConfig, generator: torch.
         total = total + weights.gradient * 0.5 * (
             _weighted_mean(edge_x, None if weight is None else weight[..., :, 1:])
             + _weighted_mean(edge_y, None if weight is None else weight[..., 1:, :]))
-    return total + weights.kl * kl, l1, l2, kl
+    return total, l1, l2
 
 
 def _weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -267,10 +293,17 @@ def load_initial_vae(vae, path: str | Path) -> None:
     from diffusers import AutoencoderKLCogVideoX
 
     from tora2.models.asymmetric_autoencoder import AsymmetricCogVideoXVAE, widen_decoder, widen_encoder
+    from tora2.models.pixel_autoencoder import PixelShuffleAutoencoder
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise InputError(f"init_vae {path} is not a saved VAE folder (no config.json); give e.g. tora2/data/embedded/vae")
+    if isinstance(vae, PixelShuffleAutoencoder):  # statistics and basis as saved; a decoder the saved one lacks keeps its init
+        from tora2.training.loop import load_init_weights
+
+        load_init_weights(vae, PixelShuffleAutoencoder.from_pretrained(str(path)), "vae", str(path), setting="init_vae")
+        vae.register_to_config(scaling_factor=PixelShuffleAutoencoder.load_config(str(path))["scaling_factor"])
+        return
     saved = AutoencoderKLCogVideoX.load_config(str(path))
     saved_class = AsymmetricCogVideoXVAE if saved.get("decoder_block_out_channels") else AutoencoderKLCogVideoX
     source = saved_class.from_pretrained(str(path)).state_dict()
@@ -346,7 +379,7 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     check_frame_count(data.num_frames, temporal, "data.num_frames")
     if data.window:
         check_frame_count(data.window, temporal, "data.window")
-    if next(vae.parameters(), None) is None:  # PixelShuffleAutoencoder: nothing to train, only statistics
+    if next(vae.parameters(), None) is None:  # a PixelShuffleAutoencoder without a decoder: only statistics
         return fit_statistics(cfg, components, dataset)
     if cfg.init_vae is not None:
         load_initial_vae(vae, cfg.init_vae)
@@ -376,12 +409,17 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
         progress = tqdm(total=cfg.max_steps, desc="train vae", unit="step")
     # Clips for the scaling factor come from the end of the index range, away from the batches' draws.
     scaling_indices = list(range(len(dataset) - cfg.scaling_clips, len(dataset)))
+    pairs = load_decoder_pairs(cfg.decoder_pairs, vae, cfg.pairs_max_error) if cfg.decoder_pairs else None
+    if pairs is not None:
+        print(f"vae: {len(pairs['latents'])} decoder pairs from {cfg.decoder_pairs}", flush=True)
     start = time.monotonic()
     for step in range(1, cfg.max_steps + 1):
         generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
         indices = torch.randint(0, len(dataset) - cfg.scaling_clips, (cfg.batch_size,), generator=generator).tolist()
         video, mask = vae_batch(dataset, indices, data.crop_size, generator, data.window, data.crop_on_sprite)
         total, l1, l2, kl = vae_loss(vae, video, cfg.loss, generator, mask)
+        if pairs is not None:
+            total = total + cfg.loss.pairs * pairs_loss(vae, pairs, cfg.pairs_batch_size, cfg.loss, generator)
         total.backward()
         if cfg.optim.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trained.parameters(), cfg.optim.max_grad_norm)
@@ -418,6 +456,36 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     result.seconds = time.monotonic() - start
     write_losses(result, output_dir / "losses.json")
     return result
+
+
+def load_decoder_pairs(path: str | Path, vae, max_error: float = 0.0) -> dict[str, torch.Tensor]:
+    """scripts/decoder_pairs.py's file → latents (N, C, F, h, w) unscaled, video (N, 3, F, H, W) in [−1, 1]
+    (the targets), mask (N, 1, F, H, W); with ``max_error`` > 0 only the pairs whose worst entity
+    TrajError is at most that many pixels."""
+    if not Path(path).is_file():
+        raise InputError(f"decoder_pairs {path} is not a file; make it with scripts/decoder_pairs.py")
+    store = torch.load(path)
+    if "targets" not in store:
+        raise InputError(f"decoder_pairs {path} has no targets (an interrupted run); rerun scripts/decoder_pairs.py to finish it")
+    keep = torch.ones(len(store["ids"]), dtype=torch.bool) if max_error <= 0 else store["errors"] <= max_error
+    if not keep.any():
+        raise InputError(f"decoder_pairs {path}: no pair has TrajError ≤ pairs_max_error={max_error} px "
+                         f"(best {float(store['errors'].min()):.2f}); raise it or use 0 (all)")
+    store = {k: v[keep] for k, v in store.items() if torch.is_tensor(v)}
+    latents = rearrange(store["latents"], "n f c h w -> n c f h w") / vae.config.scaling_factor
+    if latents.shape[1] != vae.config.latent_channels:
+        raise InputError(f"decoder_pairs {path} holds {latents.shape[1]}-channel latents; this VAE has "
+                         f"{vae.config.latent_channels}: make the pairs with a denoiser of this latent space")
+    video = rearrange(store["targets"], "n f h w c -> n c f h w").float() / 127.5 - 1.0
+    return {"latents": latents, "video": video, "mask": store["masks"][:, None].float()}
+
+
+def pairs_loss(vae, pairs: dict[str, torch.Tensor], batch_size: int, weights: VAELossConfig,
+               generator: torch.Generator) -> torch.Tensor:
+    """The reconstruction loss of ``batch_size`` random generated latents decoded against their clips."""
+    pick = torch.randint(0, len(pairs["latents"]), (batch_size,), generator=generator)
+    recon = vae.decode(pairs["latents"][pick]).sample  # (b, 3, F, H, W)
+    return reconstruction_loss(recon, pairs["video"][pick], weights, pairs["mask"][pick])[0]
 
 
 @torch.no_grad()

@@ -271,6 +271,9 @@ def test_shipped_configs_load():
     assert linear.model.pretrained == f"{linear_vae.output_dir}/pipeline"
     assert continued.model.pretrained == skip.model.pretrained == f"{linear.output_dir}/pipeline"
     assert skip.model.transformer == {"entity_placement_skip": True}
+    decoder = load_vae_config(ROOT / "configs/train/embedded-pca-decoder.yaml")  # L4: L2's pipeline with a learned decoder
+    assert decoder.decoder_only and decoder.model.pretrained == f"{linear.output_dir}/pipeline"
+    assert decoder.init_vae == f"{linear.output_dir}/pipeline/vae" and decoder.model.vae["decoder_channels"] > 0
 
 
 def test_collapse_time_kernels_keeps_still_videos_and_stops_frame_mixing():

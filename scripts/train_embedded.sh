@@ -11,6 +11,8 @@
 #   8. stage 7 + 1500 steps of its recipe (configs/train/embedded-continued.yaml)
 #  1c. stage 1's VAE encoder kept, its decoder widened to 32/64/64 and trained twice 20 min on stage 8's
 #      pipeline (configs/train/embedded-vae-wide.yaml; the transformer is unchanged)
+#  1d. that decoder fine-tuned 20 min on the denoiser's own latents of 150 training-split cases
+#      (scripts/decoder_pairs.py, configs/train/embedded-vae-pairs.yaml; the transformer is unchanged)
 #   then copy that pipeline into the package and write the training-curve plot.
 # With PER_ENTITY=1 also stage 8 with one placement canvas per entity slot (measured, not shipped).
 # With CROWDED=1 also stage 9: stage 8 on 2-3-entity clips only (configs/train/embedded-crowded.yaml;
@@ -19,11 +21,12 @@
 #   P1. the lossless pixel autoencoder's channel statistics, the shipped encoders and DPE (configs/train/embedded-pixel-vae.yaml)
 #   P2. transformer + DPE on pixel latents, x-prediction, curriculum on gradients (configs/train/embedded-pixel.yaml)
 #   then P2's pipeline is shipped.
-# With LINEAR=1 the linear-latent model from the model shipped now (checkpoints/embedded/stage8-pipeline;
+# With LINEAR=1 the linear-latent model from stage 8 + 1c (checkpoints/embedded/stage8-pipeline;
 #   docs/results.md, "Linear latents"; measured, not shipped, so use --no-ship):
 #   L1. the 36-component linear autoencoder fitted, stage 8's encoders and DPE (configs/train/embedded-pca-vae.yaml)
 #   L2. transformer + DPE from stage 8 on its latents, x-prediction (configs/train/embedded-pca.yaml)
 #   L2b. L2 on 800 new clips (configs/train/embedded-pca-continued.yaml)
+#   L4. a learned decoder on L2's latents, from L2's own generated latents (configs/train/embedded-pca-decoder.yaml)
 # Usage: scripts/train_embedded.sh [--no-ship]   (PYTHON=... the interpreter; CLIPS=800 per curriculum phase;
 #        CURRICULUM=... stage 3's phases, see tora2/synthetic/curriculum.py; RESUME=latest continues stage 4
 #        (or P2) from its last checkpoint, the stages before it being done; stages 6 to 8 then follow)
@@ -40,6 +43,8 @@ if [[ "${LINEAR:-0}" == 1 ]]; then
   "$PY" -m tora2.training.vae configs/train/embedded-pca-vae.yaml
   "$PY" scripts/train_embedded.py configs/train/embedded-pca.yaml --clips "$CLIPS" --clip-seed 1 --recolour --curriculum 3:gradient
   "$PY" scripts/train_embedded.py configs/train/embedded-pca-continued.yaml --clips "$CLIPS" --clip-seed 3 --recolour --curriculum 3:gradient
+  "$PY" scripts/decoder_pairs.py runs/embedded/pca/pipeline runs/embedded/pca-pairs.pt --cases 100
+  "$PY" -m tora2.training.vae configs/train/embedded-pca-decoder.yaml
   SHIPPED=runs/embedded/pca-continued/pipeline
 elif [[ "${PIXEL:-0}" == 1 ]]; then
   [[ -z "$RESUME" ]] && "$PY" -m tora2.training.vae configs/train/embedded-pixel-vae.yaml
@@ -59,7 +64,10 @@ if [[ "${PIXEL:-0}" != 1 && "${LINEAR:-0}" != 1 ]]; then
   "$PY" -m tora2.training.vae configs/train/embedded-vae-wide.yaml
   "$PY" -m tora2.training.vae configs/train/embedded-vae-wide.yaml --set init_vae=runs/embedded/vae-wide/pipeline/vae \
       --set output_dir=runs/embedded/vae-wide2 --set seed=1 --set data.seed=1
-  SHIPPED=runs/embedded/vae-wide2/pipeline
+  "$PY" scripts/decoder_pairs.py runs/embedded/vae-wide2/pipeline runs/embedded/shipped-pairs.pt --cases 50
+  "$PY" -m tora2.training.vae configs/train/embedded-vae-pairs.yaml --set init_vae=runs/embedded/vae-wide2/pipeline/vae \
+      --set model.pretrained=runs/embedded/vae-wide2/pipeline
+  SHIPPED=runs/embedded/vae-pairs/pipeline
 fi
 if [[ "${CROWDED:-0}" == 1 ]]; then
   "$PY" scripts/train_embedded.py configs/train/embedded-crowded.yaml --clips "$CLIPS" --clip-seed 2 --recolour --curriculum 2-3:gradient

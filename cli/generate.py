@@ -36,7 +36,7 @@ def generate(
     frames: Optional[int] = typer.Option(None, "--frames", "-f", help=FRAMES_HELP),
     height: Optional[int] = typer.Option(None, "--height", help="Height " + SIZE_HELP),
     width: Optional[int] = typer.Option(None, "--width", help="Width " + SIZE_HELP),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps, 1–10000 (default: the pipeline's, 50)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps, 1 to the model's scheduler's training timesteps (1000 for CogVideoX and the embedded model; default: the pipeline's, 50)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", "--guidance-scale", help="Text guidance scale, 0–100 (default: the pipeline's, 6)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed ≥ 0 (default: a random one, recorded in the sidecar)."),
     fps: float = typer.Option(8.0, "--fps", help="Frames per second of the output (and of keyframe times in seconds)."),

@@ -65,7 +65,7 @@ def test_eval_has_no_bar_escape_codes_when_not_a_terminal(tmp_path):
 @pytest.mark.parametrize("delay", [0.0, 5.0], ids=["while-importing", "while-loading-or-denoising"])
 def test_ctrl_c_stops_generate_even_when_started_with_sigint_ignored(tmp_path, delay):
     out = tmp_path / "long.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, generate_args(out, steps=2000))], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, generate_args(out, steps=1000))], cwd=REPO,
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as `cmd &` in a script
     try:

@@ -173,6 +173,7 @@ def test_sequential_offload_on_gpu():
         ({"entities": [EntitySpec("x", trajectory=np.zeros((3, 2)))]}, r"trajectory is \(3, 2\); expected \(9, 2\)"),
         ({"output_type": "gif"}, "output_type 'gif' is not supported"),
         ({"num_inference_steps": 0}, "num_inference_steps is 0"),
+        ({"num_inference_steps": 1001}, r"num_inference_steps \(--steps\) is 1001; this model's scheduler has 1000 training timesteps, so use 1 to 1000"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(pipe, kwargs, message):

@@ -159,6 +159,10 @@ class Tora2Pipeline(DiffusionPipeline):
         check_frame_size(self.vae, self.transformer.config.patch_size, num_frames, height, width)
         if num_inference_steps < 1:
             raise InputError(f"num_inference_steps is {num_inference_steps}; use at least 1")
+        train_steps = int(self.scheduler.config.num_train_timesteps)
+        if num_inference_steps > train_steps:  # the scheduler cannot space more steps than it was trained on
+            raise InputError(f"num_inference_steps (--steps) is {num_inference_steps}; this model's scheduler has "
+                             f"{train_steps} training timesteps, so use 1 to {train_steps}")
         if guidance_scale < 0:
             raise InputError(f"guidance_scale is {guidance_scale}; use a value ≥ 0 (1 = no guidance)")
         if output_type not in OUTPUT_TYPES:

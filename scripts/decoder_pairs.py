@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tora2.compositing import paste_sprite  # noqa: E402
 from tora2.evaluation import make_cases, score_video  # noqa: E402
 from tora2.pipelines.embedded import load_pipeline  # noqa: E402
-from tora2.pipelines.pipeline_tora2 import MODEL_DEFAULT  # noqa: E402
 from tora2.training.vae import sprite_mask  # noqa: E402
 
 
@@ -55,13 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     store = torch.load(output) if output.is_file() else {"latents": [], "frames": [], "masks": [], "ids": []}
     store = {k: list(store[k]) for k in ("latents", "frames", "masks", "ids")}
     done = set(store["ids"])
-    guidance = pipe.effective_reference_guidance(MODEL_DEFAULT)
     start = time.monotonic()
     todo = [case for case in cases if case.id not in done]
     for n, case in enumerate(todo, 1):
         out = pipe(case.prompt, entities=case.entity_specs(), num_frames=num_frames, height=height, width=width,
-                   generator=torch.Generator().manual_seed(len(store["ids"])), output_type="latent",
-                   reference_guidance_scale=guidance)
+                   generator=torch.Generator().manual_seed(len(store["ids"])), output_type="latent")  # the model's own guidance
         store["latents"].append(out.frames[0].float())  # (F, C, h, w) scaled latents
         store["frames"].append(torch.from_numpy(case.frames))  # (F, H, W, 3) uint8
         store["masks"].append(sprite_mask(case.entities, num_frames, height, width).to(torch.uint8))  # (F, H, W)

@@ -74,7 +74,7 @@ class VAELossConfig:
     # Gaussian noise on the latents before decoding, of a random level in [0, latent_noise] per clip
     # (latent units); for a decoder that must draw clean frames from a denoiser's imperfect latents.
     latent_noise: float = 0.0
-    pairs: float = 1.0  # weight of the decoder_pairs term (generated latents → their ground-truth clips)
+    pairs: float = 1.0  # weight of the decoder_pairs term (generated latents → their target clips)
 
 
 @dataclass
@@ -301,8 +301,9 @@ def load_initial_vae(vae, path: str | Path) -> None:
     if isinstance(vae, PixelShuffleAutoencoder):  # statistics and basis as saved; a decoder the saved one lacks keeps its init
         from tora2.training.loop import load_init_weights
 
-        load_init_weights(vae, PixelShuffleAutoencoder.from_pretrained(str(path)), "vae", str(path), setting="init_vae")
-        vae.register_to_config(scaling_factor=PixelShuffleAutoencoder.load_config(str(path))["scaling_factor"])
+        saved = PixelShuffleAutoencoder.from_pretrained(str(path))
+        load_init_weights(vae, saved, "vae", str(path), setting="init_vae")
+        vae.register_to_config(scaling_factor=saved.config.scaling_factor)
         return
     saved = AutoencoderKLCogVideoX.load_config(str(path))
     saved_class = AsymmetricCogVideoXVAE if saved.get("decoder_block_out_channels") else AutoencoderKLCogVideoX

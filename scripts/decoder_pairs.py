@@ -8,7 +8,9 @@ colour by a quadratic surface (the tiny denoisers draw smooth gradients, not the
 photographs or patterns), and the case's sprites are pasted on that at their exact points, sizes
 and angles. Each pair also keeps the case's sprite boxes and the worst TrajError (px) of its
 entities in the generated frames, so training can keep only pairs whose sprites landed on their
-paths. A decoder trained on them (``decoder_pairs`` in configs/train/embedded-pca-decoder.yaml)
+paths, and the worst of its entities' placement agreement (``placement_agreement``: the shape
+drawn where each entity was asked to be against its target's, which a faint sprite on its path
+passes and the tracker's template match may not). A decoder trained on them (``decoder_pairs`` in configs/train/embedded-pca-decoder.yaml)
 learns to draw the clean clip the denoiser meant instead of its leftover noise.
 
 Resumable: the file is rewritten every ``--save-every`` cases and a rerun skips the cases it holds;
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="pipeline folder whose denoiser makes the latents")
     parser.add_argument("output", help=".pt file: {'latents': (N, F, C, h, w), 'frames' and 'targets': (N, F, H, W, 3) uint8, "
-                                       "'masks': (N, F, H, W), 'errors': (N,) px, 'ids'}")
+                                       "'masks': (N, F, H, W), 'errors': (N,) px, 'agreement': (N,), 'ids'}")
     parser.add_argument("--cases", type=int, default=100, help="cases per entity count (1, 2, 3)")
     parser.add_argument("--seed", type=int, default=7, help="case seed (train split)")
     parser.add_argument("--save-every", type=int, default=15)
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             save(store, output)
             print(f"{len(store['ids'])}/{len(cases)} cases, {time.monotonic() - start:.0f}s", flush=True)
     by_id = {case.id: case for case in cases}
-    store["targets"], store["errors"] = [], []
+    store["targets"], store["errors"], store["agreement"] = [], [], []
     for latents, case_id in zip(store["latents"], store["ids"]):
         with torch.no_grad():
             decoded = pipe.decode_latents(latents[None])[0]  # (3, F, H, W) in about [−1, 1]
@@ -76,11 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         store["targets"].append(torch.from_numpy(target_clip(generated, case.entities)))
         rows = score_video(np.rint(generated).astype(np.uint8), case)
         store["errors"].append(float(np.nanmax([row["traj_error_px"] for row in rows])))
+        store["agreement"].append(float(placement_agreement(generated, case.entities).min()))
     store["errors"] = torch.tensor(store["errors"])
+    store["agreement"] = torch.tensor(store["agreement"])
     save(store, output)
-    errors = store["errors"]
+    errors, agreement = store["errors"], store["agreement"]
     print(f"{len(errors)} pairs; worst entity TrajError median {errors.median():.2f} px, "
-          f"≤ 2 px in {int((errors <= 2).sum())}", flush=True)
+          f"≤ 2 px in {int((errors <= 2).sum())}; worst entity placement agreement median {agreement.median():.2f}, "
+          f"≥ 0.6 in {int((agreement >= 0.6).sum())}", flush=True)
     return 0
 
 
@@ -94,11 +99,49 @@ def target_clip(generated: np.ndarray, entities, margin: float = 1.5, keep: floa
     """Generated frames (F, H, W, 3) float in [0, 255] → the target (F, H, W, 3) uint8: per frame and
     colour a quadratic surface fitted to the pixels farther than ``margin`` × max(sprite size,
     ``keep`` × the frame side) from every entity's point, with the entities' sprites pasted on it."""
+    backdrop = backdrop_clip(generated, entities, margin, keep)  # (F, H, W, 3) float
+    for f in range(len(backdrop)):
+        for e in entities:  # first below, last on top, as the renders
+            paste_sprite(backdrop[f], e.sprite.image, e.points[f], e.sizes[f], e.angles[f])
+    return np.clip(np.rint(backdrop), 0, 255).astype(np.uint8)
+
+
+def placement_agreement(generated: np.ndarray, entities, margin: float = 1.5, keep: float = 0.21) -> np.ndarray:
+    """How closely each entity's drawn shape matches its target where it was asked to be: (E,) in [−1, 1].
+
+    Per frame, the contrast maps |frame − backdrop| (summed over colour) of the generated frames and
+    of the target are compared by normalised cross-correlation inside a square of 2 × max(sprite
+    size, ``keep`` × side) around the entity's point; the entity's value is the median over frames.
+    A sprite drawn at its point scores high even when pale (the correlation ignores contrast), one
+    drawn elsewhere or not at all scores low. Unlike the tracker it needs no template match, so a
+    faint sprite on its path counts as placed."""
+    backdrop = backdrop_clip(generated, entities, margin, keep)  # (F, H, W, 3)
+    target = target_clip(generated, entities, margin, keep).astype(np.float32)
+    drawn = np.abs(generated - backdrop).sum(-1)  # (F, H, W)
+    wanted = np.abs(target - backdrop).sum(-1)  # (F, H, W)
+    num_frames, height, width = generated.shape[:3]
+    scores = np.zeros((len(entities), num_frames))
+    for i, e in enumerate(entities):
+        for f in range(num_frames):
+            half = max(e.sizes[f], keep * min(height, width))
+            (x, y) = e.points[f]
+            y0, y1 = int(max(0, np.floor(y - half))), int(min(height, np.ceil(y + half) + 1))
+            x0, x1 = int(max(0, np.floor(x - half))), int(min(width, np.ceil(x + half) + 1))
+            a, b = drawn[f, y0:y1, x0:x1].ravel(), wanted[f, y0:y1, x0:x1].ravel()
+            a, b = a - a.mean(), b - b.mean()
+            denominator = np.sqrt((a * a).sum() * (b * b).sum())
+            scores[i, f] = (a * b).sum() / denominator if denominator > 0 else 0.0
+    return np.median(scores, axis=1)
+
+
+def backdrop_clip(generated: np.ndarray, entities, margin: float = 1.5, keep: float = 0.21) -> np.ndarray:
+    """Generated frames (F, H, W, 3) → (F, H, W, 3) float32: per frame and colour, the quadratic
+    surface fitted to the pixels away from every entity (``target_clip``'s background)."""
     num_frames, height, width = generated.shape[:3]
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     u, v = xs / width - 0.5, ys / height - 0.5
     design = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1).reshape(-1, 6)  # (H·W, 6)
-    target = np.empty_like(generated)
+    backdrop = np.empty(generated.shape, np.float32)
     for f in range(num_frames):
         free = np.ones((height, width), bool)
         for e in entities:
@@ -112,11 +155,8 @@ def target_clip(generated: np.ndarray, entities, margin: float = 1.5, keep: floa
             frame = (design @ coefficients).reshape(height, width, 3)
         else:  # the entities cover the frame: its median colour
             frame = np.broadcast_to(np.median(pixels, axis=0), (height, width, 3)).copy()
-        frame = np.clip(frame, 0, 255).astype(np.float32)
-        for e in entities:  # first below, last on top, as the renders
-            paste_sprite(frame, e.sprite.image, e.points[f], e.sizes[f], e.angles[f])
-        target[f] = frame
-    return np.clip(np.rint(target), 0, 255).astype(np.uint8)
+        backdrop[f] = np.clip(frame, 0, 255)
+    return backdrop
 
 
 if __name__ == "__main__":

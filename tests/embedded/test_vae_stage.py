@@ -11,7 +11,16 @@ from tora2.pipelines.components import build_tiny_components
 from tora2.synthetic import SyntheticClipDataset
 from tora2.training.config import TrainConfig, load_train_config
 from tora2.training.loop import select_trainable
-from tora2.training.vae import VAELossConfig, VAETrainConfig, load_vae_config, sprite_mask, train_vae, vae_batch, vae_loss
+from tora2.training.vae import (
+    VAELossConfig,
+    VAETrainConfig,
+    load_decoder_pairs,
+    load_vae_config,
+    sprite_mask,
+    train_vae,
+    vae_batch,
+    vae_loss,
+)
 
 
 def _cfg(tmp_path, **overrides):
@@ -383,8 +392,17 @@ def test_decoder_only_trains_a_learned_decoder_on_a_fitted_linear_autoencoder(tm
         _cfg(tmp_path, decoder_pairs=str(pairs))
     with pytest.raises(InputError, match="decoder_pairs .*missing.pt is not a file; make it with scripts/decoder_pairs.py"):
         train_vae(_cfg(tmp_path, **{**settings, "decoder_pairs": str(tmp_path / "missing.pt")}))
-    with pytest.raises(InputError, match="no pair has TrajError ≤ pairs_max_error=0.1 px \\(best 0.50\\)"):
+    with pytest.raises(InputError, match="no pair has TrajError ≤ pairs_max_error=0.1 px and placement agreement"):
         train_vae(_cfg(tmp_path, **{**settings, "pairs_max_error": 0.1}))
+    with pytest.raises(InputError, match="has no placement agreement .*rerun scripts/decoder_pairs.py on it"):
+        train_vae(_cfg(tmp_path, **{**settings, "pairs_min_agreement": 0.6}))
+    with pytest.raises(InputError, match="pairs_min_agreement is 1.5; use 0"):
+        _cfg(tmp_path, **{**settings, "pairs_min_agreement": 1.5})
+    torch.save({**store, "agreement": torch.tensor([0.9, 0.8, 0.3])}, pairs)
+    # the two filters together: a (TrajError 0.5, agreement 0.9) passes; b fails the error, c the agreement
+    kept = load_decoder_pairs(pairs, saved, max_error=2.0, min_agreement=0.6)
+    assert torch.equal(kept["video"], video[:1])
+    assert len(load_decoder_pairs(pairs, saved, min_agreement=0.6)["latents"]) == 2
     torch.save({**store, "latents": torch.zeros(3, 9, 5, 16, 16)}, pairs)
     with pytest.raises(InputError, match="holds 5-channel latents; this VAE has 6"):
         train_vae(_cfg(tmp_path, **settings))

@@ -130,3 +130,53 @@ def test_extra_identities_join_the_image_term_only(tmp_path, monkeypatch):
                        components=build_tiny_components("tiny"))
     with pytest.raises(InputError, match="loss.extra_identities is -1"):
         load_encoder_config(ROOT / "configs/train/embedded-encoders.yaml", ["loss.extra_identities=-1"])
+
+
+def test_reference_tokens_are_what_the_pipeline_reads():
+    """``reference_tokens`` feeds the preserve term: a crop's semantic tokens and its detail tiles,
+    the same inputs ``semantic_tokens`` and ``detail_tokens`` encode, with gradients."""
+    from tora2.models.encoders import white_square
+    from tora2.training.pretrain_encoders import reference_tokens
+
+    encoder = build_tiny_components("tiny", seed=0)["image_encoder"]
+    sprite = load_sprites("heldout")[0]
+    encoder.visual.requires_grad_(True)
+    tokens = reference_tokens(encoder, [sprite.image])  # (1 + 4, 1 + G², C)
+    assert tokens.shape == (5, encoder.num_tokens, encoder.out_dim) and tokens.requires_grad
+    square = white_square(sprite.image)
+    assert torch.allclose(tokens[0].detach(), encoder.semantic_tokens(square), atol=1e-5)
+    tiles = encoder.encode(encoder.preprocess(encoder.detail_tiles(square)))
+    assert torch.allclose(tokens[1:].detach(), tiles, atol=1e-5)
+
+
+def test_preserve_keeps_reference_tokens_and_can_leave_the_text_encoder(tmp_path):
+    """loss.preserve holds the references' tokens near the starting encoder's (held-out drift far
+    below the same run without it); train_text_encoder=false leaves the text encoder as it was."""
+    drift = {}
+    for weight in (0.0, 100.0):
+        components = build_tiny_components("tiny", seed=0)
+        text_before = {k: v.clone() for k, v in components["text_encoder"].state_dict().items()}
+        cfg = EncoderTrainConfig(output_dir=str(tmp_path / f"enc{weight}"), max_steps=8, batch_size=8, eval_every=0,
+                                 eval_views=1, train_text_encoder=False,
+                                 loss=EncoderLossConfig(preserve=weight, preserve_sprites=4))
+        cfg.optim.learning_rate, cfg.optim.warmup_steps = 3e-3, 0
+        result = train_encoders(cfg, components=components)
+        assert all(torch.equal(v, text_before[k]) for k, v in components["text_encoder"].state_dict().items())
+        if weight:
+            assert len(result.drift) == 8 and len(result.heldout_drift) == 1
+            drift["with"] = result.heldout_drift[-1]
+            losses = json.loads((tmp_path / f"enc{weight}" / "losses.json").read_text())
+            assert losses["heldout_token_drift"] == result.heldout_drift
+        else:
+            assert result.drift == [] and result.heldout_drift == []
+            from tora2.training.pretrain_encoders import reference_tokens, token_drift
+
+            start = build_tiny_components("tiny", seed=0)["image_encoder"]
+            images = [s.image for s in load_sprites("heldout")]
+            drift["without"] = float(token_drift(reference_tokens(components["image_encoder"], images, grad=False),
+                                                 reference_tokens(start, images, grad=False)))
+    assert drift["with"] < 0.25 * drift["without"], drift
+    with pytest.raises(InputError, match="loss.preserve must be ≥ 0"):
+        load_encoder_config(ROOT / "configs/train/embedded-encoders.yaml", ["loss.preserve=-1"])
+    with pytest.raises(InputError, match="loss.preserve_sprites is 0"):
+        load_encoder_config(ROOT / "configs/train/embedded-encoders.yaml", ["loss.preserve=1", "loss.preserve_sprites=0"])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -214,6 +215,10 @@ class SemanticImageEncoder(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(E, 3, S, S) → (E, 1 + G*G, C): pooled token first, then patch tokens row-major."""
+        return self.tokens(pixel_values)
+
+    def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``encode`` with gradients (for training the tower): (E, 3, S, S) → (E, 1 + G*G, C)."""
         s = self.image_size
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (3, s, s):
             raise ValueError(f"pixel_values must be (E, 3, {s}, {s}); got {tuple(pixel_values.shape)}")
@@ -233,6 +238,19 @@ class SemanticImageEncoder(ModelMixin, ConfigMixin):
         """(S', S', 3) uint8 white-backed square crop → (1 + G², C): pooled token, then patch tokens."""
         return self.encode(self.preprocess([resize_square(square, self.image_size)]))[0]
 
+    def detail_tiles(self, square: np.ndarray, detail_size: int | None = None) -> list[np.ndarray]:
+        """(S', S', 3) uint8 → k·k tiles (S, S, 3) of the crop resized to ``detail_size`` (k·S), row-major:
+        the images ``detail_tokens`` encodes."""
+        size = self.image_size
+        detail_size = 2 * size if detail_size is None else int(detail_size)
+        if detail_size < size or detail_size % size != 0:
+            raise InputError(
+                f"detail_size {detail_size} must be a multiple of the semantic encoder's image size {size} (e.g. {2 * size})"
+            )
+        k = detail_size // size
+        big = resize_square(square, detail_size)  # (k·S, k·S, 3)
+        return [big[ty * size : (ty + 1) * size, tx * size : (tx + 1) * size] for ty in range(k) for tx in range(k)]
+
     def detail_tokens(self, square: np.ndarray, detail_size: int | None = None) -> torch.Tensor:
         """(S', S', 3) uint8 → (DETAIL_GRID², C) object-detail tokens.
 
@@ -240,15 +258,8 @@ class SemanticImageEncoder(ModelMixin, ConfigMixin):
         S px, each tile encoded at the native size (no position-embedding interpolation), the tiles'
         patch grids stitched into one (k·G)² grid and average-pooled to DETAIL_GRID².
         """
-        size = self.image_size
-        detail_size = 2 * size if detail_size is None else int(detail_size)
-        if detail_size < size or detail_size % size != 0:
-            raise InputError(
-                f"detail_size {detail_size} must be a multiple of the semantic encoder's image size {size} (e.g. {2 * size})"
-            )
-        k, g = detail_size // size, self.grid_size
-        big = resize_square(square, detail_size)  # (k·S, k·S, 3)
-        tiles = [big[ty * size : (ty + 1) * size, tx * size : (tx + 1) * size] for ty in range(k) for tx in range(k)]
+        tiles = self.detail_tiles(square, detail_size)  # k·k × (S, S, 3)
+        k, g = math.isqrt(len(tiles)), self.grid_size
         tokens = self.encode(self.preprocess(tiles))[:, 1:]  # (k·k, G·G, C), pooled token dropped
         grid = rearrange(tokens, "(ty tx) (gy gx) c -> c (ty gy) (tx gx)", ty=k, tx=k, gy=g, gx=g)  # (C, k·G, k·G)
         pooled = F.adaptive_avg_pool2d(grid[None].float(), DETAIL_GRID)[0]  # (C, 4, 4)

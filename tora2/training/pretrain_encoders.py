@@ -13,7 +13,10 @@ stage trains them CLIP-style on the training sprites (the held-out ones are neve
    is discarded: the transformer reads the hidden states themselves);
 3. loss = open_clip's ``ClipLoss`` (symmetric InfoNCE, learnable temperature) between view 1 and the
    text plus ``image_weight`` × the same loss between view 1 and view 2 (the image–image term is
-   what carries over to sprites never seen in training, whose names the text side never learned).
+   what carries over to sprites never seen in training, whose names the text side never learned);
+4. with ``loss.preserve`` λ > 0, + λ × the drift of the tokens a transformer reads from clean
+   references (``reference_tokens``) away from the starting encoder's: backward-compatible
+   training, so a transformer trained on the old encoder can read the new one.
 
 ``retrieval_accuracy`` is the check: jittered crops of the held-out sprites retrieve their own
 clean sprite (top-1 among the held-out set). The output folder holds the whole pipeline with the two
@@ -26,6 +29,7 @@ Glossary: B sprites per batch, R recoloured and X extra identities per step, S e
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -61,6 +65,14 @@ class EncoderLossConfig:
     # (≈ 1100 emoji outside the train and held-out lists, tora2/synthetic/sprites.py) per step,
     # each its own identity. 0 = off. They have no place in the image–text term.
     extra_identities: int = 0
+    # Backward-compatible training: weight of a term that keeps the tokens the DPE reads from a
+    # reference (``semantic_tokens`` and the tiles of ``detail_tokens`` of its white-backed crop)
+    # where the starting encoder put them: mean ‖new − old‖² over mean ‖old‖², on the clean crops
+    # of ``preserve_sprites`` of the step's identities. The jittered views stay free to move towards
+    # their references, so retrieval can improve while a transformer trained on the old tokens still
+    # reads the new ones. 0 = off.
+    preserve: float = 0.0
+    preserve_sprites: int = 32
 
 
 @dataclass
@@ -74,6 +86,7 @@ class EncoderTrainConfig:
     eval_every: int = 250  # held-out retrieval accuracy every N steps (0 = only at the end)
     eval_views: int = 8  # jittered views per held-out sprite in the retrieval check
     progress: bool = False
+    train_text_encoder: bool = True  # false: only the image tower (and the discarded text head) learn
     model: ModelSettings = field(default_factory=ModelSettings)
     loss: EncoderLossConfig = field(default_factory=EncoderLossConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(learning_rate=1e-3, warmup_steps=50, max_grad_norm=0.0))
@@ -96,6 +109,10 @@ def check_encoder_config(cfg: EncoderTrainConfig) -> None:
         raise InputError(f"loss.recoloured is {cfg.loss.recoloured}; use 0 (off) to 124 (the training split's sprites)")
     if cfg.loss.extra_identities < 0:
         raise InputError(f"loss.extra_identities is {cfg.loss.extra_identities}; use 0 (off) or a count of extra sprites per step")
+    if cfg.loss.preserve < 0:
+        raise InputError(f"loss.preserve must be ≥ 0 (0 = off); got {cfg.loss.preserve}")
+    if cfg.loss.preserve > 0 and cfg.loss.preserve_sprites < 1:
+        raise InputError(f"loss.preserve_sprites is {cfg.loss.preserve_sprites}; use at least 1 (or loss.preserve=0)")
     if not 0.0 <= cfg.loss.background_probability <= 1.0:
         raise InputError(f"loss.background_probability must be in [0, 1]; got {cfg.loss.background_probability}")
 
@@ -153,6 +170,24 @@ def text_embeddings(tokenizer, text_encoder, head: torch.nn.Linear, phrases: lis
     return F.normalize(head(pooled), dim=-1)  # (E, C)
 
 
+def reference_tokens(image_encoder, images: list[np.ndarray], grad: bool = True) -> torch.Tensor:
+    """Entity images (RGBA sprites) → the tokens the DPE reads from their white-backed crops:
+    (N·(1 + k·k), 1 + G², C) — each crop's semantic input, then its ``detail_tokens`` tiles."""
+    from tora2.models.encoders import resize_square, white_square
+
+    inputs = []
+    for image in images:
+        square = white_square(image)  # (S', S', 3)
+        inputs += [resize_square(square, image_encoder.image_size), *image_encoder.detail_tiles(square)]
+    pixels = image_encoder.preprocess(inputs)  # (N·(1 + k·k), 3, S, S)
+    return image_encoder.tokens(pixels) if grad else image_encoder.encode(pixels)
+
+
+def token_drift(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """Mean squared token change relative to the old tokens' mean squared norm (0 = unchanged)."""
+    return (new - old).pow(2).sum(-1).mean() / old.pow(2).sum(-1).mean()
+
+
 @torch.no_grad()
 def retrieval_accuracy(image_encoder, sprites, views_per_sprite: int = 8, seed: int = 0,
                        background_probability: float = 0.5) -> float:
@@ -181,6 +216,8 @@ class EncoderTrainResult:
     retrieval_steps: list[int] = field(default_factory=list)
     retrieval: list[float] = field(default_factory=list)  # held-out top-1 accuracy
     retrieval_before: float | None = None
+    drift: list[float] = field(default_factory=list)  # per step, with loss.preserve: the preserved tokens' drift
+    heldout_drift: list[float] = field(default_factory=list)  # at each retrieval check: held-out references' drift
     pipeline_dir: Path | None = None
     seconds: float = 0.0
 
@@ -216,10 +253,12 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
     size = image_encoder.image_size
     head = torch.nn.Linear(text_encoder.config.d_model, image_encoder.out_dim)
     logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+    reference = copy.deepcopy(image_encoder) if cfg.loss.preserve > 0 else None  # frozen: the tokens to keep
     image_encoder.visual.requires_grad_(True)
-    text_encoder.requires_grad_(True)
-    text_encoder.train()
-    params = list(image_encoder.visual.parameters()) + list(text_encoder.parameters()) + list(head.parameters())
+    text_encoder.requires_grad_(cfg.train_text_encoder)
+    text_encoder.train(cfg.train_text_encoder)
+    params = list(image_encoder.visual.parameters()) + list(head.parameters())
+    params += list(text_encoder.parameters()) if cfg.train_text_encoder else []
     optimizer, schedule = build_optimizer([{"params": params}, {"params": [logit_scale], "weight_decay": 0.0}], cfg.optim, cfg.max_steps)
     clip_loss = ClipLoss()
     result = EncoderTrainResult(output_dir=output_dir)
@@ -244,6 +283,11 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
         texts = text_embeddings(tokenizer, text_encoder, head, [s.text for s in batch])  # (B, C)
         scale = logit_scale.clamp(max=float(np.log(100.0))).exp()
         loss = clip_loss(first[: len(batch)], texts, scale) + cfg.loss.image_weight * clip_loss(first, second, scale)
+        if reference is not None:
+            kept = [images[i] for i in rng.choice(len(images), min(cfg.loss.preserve_sprites, len(images)), replace=False)]
+            drift = token_drift(reference_tokens(image_encoder, kept), reference_tokens(reference, kept, grad=False))
+            result.drift.append(float(drift.detach()))
+            loss = loss + cfg.loss.preserve * drift
         loss.backward()
         if cfg.optim.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.max_grad_norm)
@@ -264,7 +308,13 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
             accuracy = retrieval_accuracy(image_encoder, heldout, cfg.eval_views, cfg.seed)
             result.retrieval_steps.append(step)
             result.retrieval.append(accuracy)
-            print(f"encoders step {step}: held-out retrieval top-1 {accuracy:.3f}", flush=True)
+            drift = ""
+            if reference is not None:  # the DPE's inputs for sprites never trained on
+                images = [s.image for s in heldout]
+                result.heldout_drift.append(float(token_drift(reference_tokens(image_encoder, images, grad=False),
+                                                              reference_tokens(reference, images, grad=False))))
+                drift = f", held-out reference token drift {result.heldout_drift[-1]:.4f}"
+            print(f"encoders step {step}: held-out retrieval top-1 {accuracy:.3f}{drift}", flush=True)
             write_encoder_losses(result, output_dir / "losses.json")
         if out_of_time:
             print(f"encoders: stopped after {step} steps (max_minutes={cfg.max_minutes})", flush=True)
@@ -284,6 +334,7 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
 def write_encoder_losses(result: EncoderTrainResult, path: Path) -> None:
     path.write_text(json.dumps({"step": result.steps, "loss": result.losses, "retrieval_step": result.retrieval_steps,
                                 "heldout_retrieval_top1": result.retrieval, "retrieval_before": result.retrieval_before,
+                                "token_drift": result.drift, "heldout_token_drift": result.heldout_drift,
                                 "seconds": round(result.seconds, 1)}))
 
 

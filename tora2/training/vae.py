@@ -98,6 +98,9 @@ class VAETrainConfig:
     decoder_pairs: str | None = None
     pairs_batch_size: int = 4
     pairs_max_error: float = 0.0  # keep only pairs whose worst entity TrajError is at most this (px); 0 = all
+    # Keep only pairs whose worst entity's placement agreement (scripts/decoder_pairs.py: the shape
+    # drawn at its point against its target's, normalised cross-correlation) is at least this; 0 = all.
+    pairs_min_agreement: float = 0.0
     progress: bool = False
     model: ModelSettings = field(default_factory=ModelSettings)
     data: VAEDataConfig = field(default_factory=VAEDataConfig)
@@ -128,6 +131,8 @@ def check_vae_config(cfg: VAETrainConfig) -> None:
                          f"{min(data.height, data.width)} (the frame's shorter side)")
     if cfg.pairs_max_error < 0:
         raise InputError(f"pairs_max_error is {cfg.pairs_max_error}; use 0 (every pair) or a TrajError in pixels")
+    if not 0.0 <= cfg.pairs_min_agreement < 1.0:
+        raise InputError(f"pairs_min_agreement is {cfg.pairs_min_agreement}; use 0 (every pair) or an agreement in (0, 1), e.g. 0.6")
     for name in ("l1", "l2", "kl", "sprite_weight", "gradient", "latent_noise", "pairs"):
         if getattr(cfg.loss, name) < 0:
             raise InputError(f"loss.{name} must be ≥ 0; got {getattr(cfg.loss, name)}")
@@ -410,7 +415,7 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
         progress = tqdm(total=cfg.max_steps, desc="train vae", unit="step")
     # Clips for the scaling factor come from the end of the index range, away from the batches' draws.
     scaling_indices = list(range(len(dataset) - cfg.scaling_clips, len(dataset)))
-    pairs = load_decoder_pairs(cfg.decoder_pairs, vae, cfg.pairs_max_error) if cfg.decoder_pairs else None
+    pairs = load_decoder_pairs(cfg.decoder_pairs, vae, cfg.pairs_max_error, cfg.pairs_min_agreement) if cfg.decoder_pairs else None
     if pairs is not None:
         print(f"vae: {len(pairs['latents'])} decoder pairs from {cfg.decoder_pairs}", flush=True)
     start = time.monotonic()
@@ -459,19 +464,25 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     return result
 
 
-def load_decoder_pairs(path: str | Path, vae, max_error: float = 0.0) -> dict[str, torch.Tensor]:
+def load_decoder_pairs(path: str | Path, vae, max_error: float = 0.0, min_agreement: float = 0.0) -> dict[str, torch.Tensor]:
     """scripts/decoder_pairs.py's file → latents (N, C, F, h, w) unscaled, video (N, 3, F, H, W) in [−1, 1]
     (the targets), mask (N, 1, F, H, W); with ``max_error`` > 0 only the pairs whose worst entity
-    TrajError is at most that many pixels."""
+    TrajError is at most that many pixels, with ``min_agreement`` > 0 only those whose worst entity's
+    placement agreement is at least that."""
     if not Path(path).is_file():
         raise InputError(f"decoder_pairs {path} is not a file; make it with scripts/decoder_pairs.py")
     store = torch.load(path)
     if "targets" not in store:
         raise InputError(f"decoder_pairs {path} has no targets (an interrupted run); rerun scripts/decoder_pairs.py to finish it")
+    if min_agreement > 0 and "agreement" not in store:
+        raise InputError(f"decoder_pairs {path} has no placement agreement (made before it existed); "
+                         f"rerun scripts/decoder_pairs.py on it to add it, or set pairs_min_agreement: 0")
     keep = torch.ones(len(store["ids"]), dtype=torch.bool) if max_error <= 0 else store["errors"] <= max_error
+    if min_agreement > 0:
+        keep &= store["agreement"] >= min_agreement
     if not keep.any():
-        raise InputError(f"decoder_pairs {path}: no pair has TrajError ≤ pairs_max_error={max_error} px "
-                         f"(best {float(store['errors'].min()):.2f}); raise it or use 0 (all)")
+        raise InputError(f"decoder_pairs {path}: no pair has TrajError ≤ pairs_max_error={max_error} px and placement "
+                         f"agreement ≥ pairs_min_agreement={min_agreement}; loosen them (0 = off)")
     store = {k: v[keep] for k, v in store.items() if torch.is_tensor(v)}
     latents = rearrange(store["latents"], "n f c h w -> n c f h w") / vae.config.scaling_factor
     if latents.shape[1] != vae.config.latent_channels:

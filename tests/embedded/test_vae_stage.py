@@ -213,7 +213,7 @@ def test_decoder_only_widens_a_saved_decoder_into_an_asymmetric_vae(tmp_path):
 def test_a_vae_stage_keeps_the_pretrained_pipelines_reference_guidance(tmp_path):
     from tora2.pipelines.embedded import EMBEDDED_DIR
     from tora2.training.config import ModelSettings
-    from tora2.training.vae import pretrained_reference_guidance
+    from tora2.training.loop import pretrained_reference_guidance
 
     assert pretrained_reference_guidance(ModelSettings(pretrained=str(EMBEDDED_DIR))) == 2.0  # model_index.json
     assert pretrained_reference_guidance(ModelSettings(config="configs/train/embedded-model.yaml")) is None

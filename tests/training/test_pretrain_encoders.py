@@ -180,3 +180,16 @@ def test_preserve_keeps_reference_tokens_and_can_leave_the_text_encoder(tmp_path
         load_encoder_config(ROOT / "configs/train/embedded-encoders.yaml", ["loss.preserve=-1"])
     with pytest.raises(InputError, match="loss.preserve_sprites is 0"):
         load_encoder_config(ROOT / "configs/train/embedded-encoders.yaml", ["loss.preserve=1", "loss.preserve_sprites=0"])
+
+
+def test_the_saved_pipeline_keeps_the_pretrained_models_reference_guidance(tmp_path):
+    """Only the encoders change, so the pipeline keeps model.pretrained's default reference guidance
+    (the embedded model's 2.0; a pipeline saved without it samples without the reference branch)."""
+    from tora2.pipelines.embedded import EMBEDDED_DIR
+    from tora2.pipelines.model_info import read_model_info
+    from tora2.training.config import ModelSettings
+
+    cfg = EncoderTrainConfig(output_dir=str(tmp_path / "enc"), max_steps=1, batch_size=4, eval_every=0, eval_views=1,
+                             train_text_encoder=False, model=ModelSettings(pretrained=str(EMBEDDED_DIR)))
+    result = train_encoders(cfg)
+    assert read_model_info(result.pipeline_dir).reference_guidance_scale == 2.0

@@ -38,7 +38,7 @@ from tora2.configuration import write_yaml
 from tora2.errors import InputError, Tora2Error
 from tora2.io import write_json_atomic
 from tora2.pipelines import conditioning
-from tora2.training.config import TrainConfig, check_config
+from tora2.training.config import ModelSettings, TrainConfig, check_config
 from tora2.training.dataset import BucketBatchSampler, ClipDataset
 from tora2.training.encode import SampleEncoder, collate
 from tora2.training.losses import (
@@ -613,6 +613,16 @@ def save_checkpoint(accelerator, cfg: TrainConfig, output_dir: Path, step: int) 
         for _, old in found[: max(0, len(found) - cfg.checkpoints_total_limit)]:
             shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def pretrained_reference_guidance(model: ModelSettings) -> float | None:
+    """The default reference guidance saved with ``model.pretrained`` (None without one), for stages
+    that retrain one component (VAE, encoders) and save the pipeline: the rest of it is sampled as before."""
+    from tora2.pipelines.model_info import read_model_info
+
+    if not model.pretrained or not (Path(model.pretrained) / "model_index.json").is_file():
+        return None
+    return read_model_info(model.pretrained).reference_guidance_scale
 
 
 def save_pipeline(components: dict, path: Path, reference_guidance_scale: float | None = None) -> Path:

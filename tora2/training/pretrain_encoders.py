@@ -230,7 +230,7 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
     from tora2.synthetic.clips import rotate_hue
     from tora2.synthetic.sprites import load_sprites
     from tora2.training.config import TrainConfig
-    from tora2.training.loop import build_components, save_pipeline
+    from tora2.training.loop import build_components, pretrained_reference_guidance, save_pipeline
 
     check_encoder_config(cfg)
     if components is None:
@@ -326,7 +326,8 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
     text_encoder.eval()
     image_encoder._fingerprint = None  # weights changed: the encoder id (and every cache key) must change
     result.seconds = time.monotonic() - start
-    result.pipeline_dir = save_pipeline(components, output_dir / "pipeline")
+    # Only the encoders changed: the pipeline keeps model.pretrained's default reference guidance.
+    result.pipeline_dir = save_pipeline(components, output_dir / "pipeline", pretrained_reference_guidance(cfg.model))
     write_encoder_losses(result, output_dir / "losses.json")
     return result
 

@@ -353,16 +353,6 @@ def save_vae_pipeline(components: dict, vae, path: Path, reference_guidance_scal
     return save_pipeline({**components, "vae": vae}, path, reference_guidance_scale)
 
 
-def pretrained_reference_guidance(model: ModelSettings) -> float | None:
-    """The default reference guidance saved with ``model.pretrained`` (None without one): a new VAE
-    does not change how the rest of the pipeline is best sampled, so its pipeline keeps it."""
-    from tora2.pipelines.model_info import read_model_info
-
-    if not model.pretrained or not (Path(model.pretrained) / "model_index.json").is_file():
-        return None
-    return read_model_info(model.pretrained).reference_guidance_scale
-
-
 def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = None) -> VAETrainResult:
     """Train ``components["vae"]`` per ``cfg``; writes config.yaml, losses.json and pipeline/ to output_dir.
 
@@ -371,7 +361,7 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     """
     from tora2.synthetic import SyntheticClipDataset
     from tora2.training.config import TrainConfig
-    from tora2.training.loop import build_components, step_seed
+    from tora2.training.loop import build_components, pretrained_reference_guidance, step_seed
 
     check_vae_config(cfg)
     data = cfg.data
@@ -397,7 +387,7 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(cfg, output_dir / "config.yaml")
-    guidance = pretrained_reference_guidance(cfg.model)
+    guidance = pretrained_reference_guidance(cfg.model)  # a new VAE does not change how the rest is best sampled
 
     torch.manual_seed(cfg.seed)
     trained = vae.decoder if cfg.decoder_only else vae  # the post-quant conv (if any) belongs to decoding

@@ -308,13 +308,13 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
             accuracy = retrieval_accuracy(image_encoder, heldout, cfg.eval_views, cfg.seed)
             result.retrieval_steps.append(step)
             result.retrieval.append(accuracy)
-            drift = ""
+            note = ""
             if reference is not None:  # the DPE's inputs for sprites never trained on
-                images = [s.image for s in heldout]
-                result.heldout_drift.append(float(token_drift(reference_tokens(image_encoder, images, grad=False),
-                                                              reference_tokens(reference, images, grad=False))))
-                drift = f", held-out reference token drift {result.heldout_drift[-1]:.4f}"
-            print(f"encoders step {step}: held-out retrieval top-1 {accuracy:.3f}{drift}", flush=True)
+                unseen = [s.image for s in heldout]
+                result.heldout_drift.append(float(token_drift(reference_tokens(image_encoder, unseen, grad=False),
+                                                              reference_tokens(reference, unseen, grad=False))))
+                note = f", held-out reference token drift {result.heldout_drift[-1]:.4f}"
+            print(f"encoders step {step}: held-out retrieval top-1 {accuracy:.3f}{note}", flush=True)
             write_encoder_losses(result, output_dir / "losses.json")
         if out_of_time:
             print(f"encoders: stopped after {step} steps (max_minutes={cfg.max_minutes})", flush=True)

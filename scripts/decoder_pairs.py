@@ -75,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             decoded = pipe.decode_latents(latents[None])[0]  # (3, F, H, W) in about [−1, 1]
         generated = ((rearrange(decoded, "c f h w -> f h w c").clamp(-1, 1) + 1) * 127.5).numpy()  # (F, H, W, 3)
         case = by_id[case_id]
-        store["targets"].append(torch.from_numpy(target_clip(generated, case.entities)))
+        backdrop = backdrop_clip(generated, case.entities)  # (F, H, W, 3)
+        store["targets"].append(torch.from_numpy(sprites_on(backdrop, case.entities)))  # target_clip's, fitted once
         rows = score_video(np.rint(generated).astype(np.uint8), case)
         store["errors"].append(float(np.nanmax([row["traj_error_px"] for row in rows])))
-        store["agreement"].append(float(placement_agreement(generated, case.entities).min()))
+        store["agreement"].append(float(placement_agreement(generated, case.entities, backdrop).min()))
     store["errors"] = torch.tensor(store["errors"])
     store["agreement"] = torch.tensor(store["agreement"])
     save(store, output)
@@ -99,14 +100,21 @@ def target_clip(generated: np.ndarray, entities, margin: float = 1.5, keep: floa
     """Generated frames (F, H, W, 3) float in [0, 255] → the target (F, H, W, 3) uint8: per frame and
     colour a quadratic surface fitted to the pixels farther than ``margin`` × max(sprite size,
     ``keep`` × the frame side) from every entity's point, with the entities' sprites pasted on it."""
-    backdrop = backdrop_clip(generated, entities, margin, keep)  # (F, H, W, 3) float
-    for f in range(len(backdrop)):
+    return sprites_on(backdrop_clip(generated, entities, margin, keep), entities)
+
+
+def sprites_on(backdrop: np.ndarray, entities) -> np.ndarray:
+    """(F, H, W, 3) float backdrop → (F, H, W, 3) uint8 with the entities' sprites at their exact
+    points, sizes and angles (the backdrop itself is left as it is)."""
+    frames = backdrop.copy()
+    for f in range(len(frames)):
         for e in entities:  # first below, last on top, as the renders
-            paste_sprite(backdrop[f], e.sprite.image, e.points[f], e.sizes[f], e.angles[f])
-    return np.clip(np.rint(backdrop), 0, 255).astype(np.uint8)
+            paste_sprite(frames[f], e.sprite.image, e.points[f], e.sizes[f], e.angles[f])
+    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
 
 
-def placement_agreement(generated: np.ndarray, entities, margin: float = 1.5, keep: float = 0.21) -> np.ndarray:
+def placement_agreement(generated: np.ndarray, entities, backdrop: np.ndarray | None = None,
+                        keep: float = 0.21) -> np.ndarray:
     """How closely each entity's drawn shape matches its target where it was asked to be: (E,) in [−1, 1].
 
     Per frame, the contrast maps |frame − backdrop| (summed over colour) of the generated frames and
@@ -114,9 +122,10 @@ def placement_agreement(generated: np.ndarray, entities, margin: float = 1.5, ke
     size, ``keep`` × side) around the entity's point; the entity's value is the median over frames.
     A sprite drawn at its point scores high even when pale (the correlation ignores contrast), one
     drawn elsewhere or not at all scores low. Unlike the tracker it needs no template match, so a
-    faint sprite on its path counts as placed."""
-    backdrop = backdrop_clip(generated, entities, margin, keep)  # (F, H, W, 3)
-    target = target_clip(generated, entities, margin, keep).astype(np.float32)
+    faint sprite on its path counts as placed. ``backdrop``: ``backdrop_clip(generated, entities)``
+    when already fitted."""
+    backdrop = backdrop_clip(generated, entities, keep=keep) if backdrop is None else backdrop  # (F, H, W, 3)
+    target = sprites_on(backdrop, entities).astype(np.float32)  # (F, H, W, 3)
     drawn = np.abs(generated - backdrop).sum(-1)  # (F, H, W)
     wanted = np.abs(target - backdrop).sum(-1)  # (F, H, W)
     num_frames, height, width = generated.shape[:3]

@@ -108,7 +108,8 @@ def evaluate(
         if case.id in shown:
             videos[case.id] = video
 
-    report = run_evaluation(case_list, generate, encoder=encoder, progress=progress, keep=keep)
+    report = run_evaluation(case_list, generate, encoder=encoder, progress=progress, keep=keep,
+                            backdrop_known=ground_truth or reconstruct)
     mode = "ground-truth" if ground_truth else "reconstruct" if reconstruct else "generate"
     report["settings"] = {"model": model_id, "mode": mode, "split": split, "cases_per_count": cases, "seed": seed, "num_frames": num_frames,
                           "height": height, "width": width, "steps": steps if mode == "generate" else None,

@@ -47,8 +47,14 @@ def test_summary_and_table():
     # Lost: TrajError above 10 % of the width; near: another path within 15 % (the second 2e entity).
     assert (summary["2"]["lost"], summary["2"]["near"], summary["2"]["lost_near"]) == (1, 1, 1)
     table = format_table(summary).splitlines()
-    assert table[2] == "| 1 | 1 | 2.00 | 1.00 | — | 0.900 | 0.500 | 0/1 |"
-    assert table[3] == "| 2 | 1 | 15.00 | 7.50 | 0.500 | 0.700 | 0.600 | 1/2 (1/1) |"
+    assert table[2] == "| 1 | 1 | 2.00 | 1.00 | — | 0.900 | 0.500 | 0/1 | — | — |"  # rows scored before the placement check
+    assert table[3] == "| 2 | 1 | 15.00 | 7.50 | 0.500 | 0.700 | 0.600 | 1/2 (1/1) | — | — |"
+    # The placement check: misplaced below PLACED_MIN; lost by the tracker but drawn on its path in brackets.
+    rows[0]["placement_agreement"], rows[1]["placement_agreement"], rows[2]["placement_agreement"] = 0.9, 0.3, 0.8
+    summary = summarize(rows)
+    assert summary["2"]["placement_agreement"] == pytest.approx(0.55)
+    assert (summary["2"]["misplaced"], summary["2"]["lost_placed"]) == (1, 1)
+    assert format_table(summary).splitlines()[3].endswith("| 1/2 (1/1) | 0.550 | 1/2 (1) |")
 
 
 def test_color_histogram_tells_colours_apart_and_ignores_white():

@@ -1,6 +1,6 @@
 """Evaluation: a tracker that reads entity paths back from videos, the metrics (TrajError, binding
-accuracy, appearance similarity with a shuffled-reference baseline) and the ``tora2 eval`` runner.
-docs/results.md shows the table and the tracker's own error."""
+accuracy, appearance similarity with a shuffled-reference baseline, and the tracker-free placement
+agreement) and the ``tora2 eval`` runner. docs/results.md shows the table and the tracker's own error."""
 
 from tora2.evaluation.metrics import (
     ColorHistogram,
@@ -10,6 +10,7 @@ from tora2.evaluation.metrics import (
     pretrained_semantic_encoder,
     trajectory_error,
 )
+from tora2.evaluation.placement import placement_agreement
 from tora2.evaluation.runner import (
     EvalCase,
     case_sheet,
@@ -37,6 +38,7 @@ __all__ = [
     "format_table",
     "make_cases",
     "pipeline_generator",
+    "placement_agreement",
     "reconstruction_generator",
     "run_evaluation",
     "score_video",

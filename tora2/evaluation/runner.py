@@ -17,8 +17,10 @@ import numpy as np
 
 from tora2.errors import InputError
 from tora2.evaluation.metrics import CROP_MARGIN, binding_correct, crop_square, embed, trajectory_error
+from tora2.evaluation.placement import placement_agreement
 from tora2.evaluation.tracker import track_entity
 from tora2.specs import EntitySpec
+from tora2.synthetic.backgrounds import make_background
 from tora2.synthetic.clips import SyntheticEntity, synthesize_clip
 from tora2.synthetic.dataset import clip_rng
 from tora2.synthetic.sprites import CLIP_SPLITS, check_split, load_sprites, sprite_on_white
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 ENTITY_COUNTS = (1, 2, 3)
 LOST_PCT = 10.0  # an entity whose TrajError exceeds this (% of the width, about a sprite's side) is lost
 NEAR_PCT = 15.0  # paths that come this close (% of the width) in a frame where both are visible meet
+PLACED_MIN = 0.5  # placement agreement at or above which an entity counts as drawn on its path (tora2.evaluation.placement)
 CROP_FRAMES = 4  # frames per entity whose crops are embedded (evenly spaced)
 CASE_INDEX_BASE = 1_000_000  # case indices live far from dataset clip indices of the same seed
 
@@ -39,6 +42,7 @@ class EvalCase:
     prompt: str
     entities: list[SyntheticEntity]
     frames: np.ndarray  # (F, H, W, 3) uint8 ground-truth render
+    background: np.ndarray | None = None  # (H, W, 3) uint8: the render's background without its sprites
 
     @property
     def num_entities(self) -> int:
@@ -48,6 +52,13 @@ class EvalCase:
         """What a pipeline is given: phrase, clean RGBA sprite, requested path, visibility."""
         return [EntitySpec(e.text, image=np.array(e.sprite.image), trajectory=e.points.copy(), visible=e.visible.copy(),
                            kind="object") for e in self.entities]
+
+    def backdrop_case(self) -> EvalCase:
+        """The same case with no entities: its frames are the background alone (for the placement check's backdrop)."""
+        if self.background is None:
+            raise InputError(f"case {self.id} has no background; make it with make_cases")
+        return EvalCase(f"{self.id}-backdrop", self.prompt, [], np.repeat(self.background[None], len(self.frames), axis=0),
+                        self.background)
 
 
 def make_cases(num_cases: int, num_frames: int, height: int, width: int, split: str = "heldout", seed: int = 0,
@@ -60,9 +71,11 @@ def make_cases(num_cases: int, num_frames: int, height: int, width: int, split: 
     cases = []
     for count in entity_counts:
         for i in range(num_cases):
-            rng = clip_rng(seed, split, CASE_INDEX_BASE + 1000 * count + i)
-            frames, caption, entities = synthesize_clip(rng, sprites, num_frames, height, width, count, split)
-            cases.append(EvalCase(f"{count}e-{i:03d}", caption, entities, frames))
+            index = CASE_INDEX_BASE + 1000 * count + i
+            frames, caption, entities = synthesize_clip(clip_rng(seed, split, index), sprites, num_frames, height, width, count, split)
+            # synthesize_clip draws the background first from the clip's generator: the same draw again
+            background, _ = make_background(clip_rng(seed, split, index), height, width)  # (H, W, 3)
+            cases.append(EvalCase(f"{count}e-{i:03d}", caption, entities, frames, background))
     return cases
 
 
@@ -71,11 +84,14 @@ def _crops(frames: np.ndarray, points: np.ndarray, sizes: np.ndarray) -> list[np
     return [crop_square(frames[f], points[f], sizes[f] * CROP_MARGIN) for f in picks]
 
 
-def score_video(frames: np.ndarray, case: EvalCase, encoder=None, shuffled: list[np.ndarray] | None = None) -> list[dict]:
+def score_video(frames: np.ndarray, case: EvalCase, encoder=None, shuffled: list[np.ndarray] | None = None,
+                backdrop: np.ndarray | None = None) -> list[dict]:
     """Metrics of one video against one case → one row per entity.
 
     frames: (F, H, W, 3) uint8. ``encoder``: a SemanticImageEncoder (None skips appearance).
     ``shuffled``: per entity, another entity's RGBA reference for the shuffled-reference baseline.
+    ``backdrop``: (F, H, W, 3) the video's background without its sprites where it is known (the
+    ground truth and its round trip); otherwise the placement check fits one to the video.
     """
     expected = case.frames.shape
     if frames.shape != expected or frames.dtype != np.uint8:
@@ -84,6 +100,7 @@ def score_video(frames: np.ndarray, case: EvalCase, encoder=None, shuffled: list
     tracks = [track_entity(frames, e.sprite.image) for e in case.entities]
     requested = [e.points for e in case.entities]
     bound = binding_correct([t.points for t in tracks], requested)
+    agreement = placement_agreement(frames, case.entities, backdrop)  # (E,): drawn where asked, without the tracker
     rows = []
     for i, (entity, track) in enumerate(zip(case.entities, tracks)):
         error = trajectory_error(track.points, entity.points, entity.visible)
@@ -92,6 +109,7 @@ def score_video(frames: np.ndarray, case: EvalCase, encoder=None, shuffled: list
                "traj_error_px": error, "traj_error_pct_width": 100.0 * error / width,
                "closest_path_pct_width": None if closest is None else 100.0 * closest / width,
                "binding_correct": None if bound is None else bound[i],
+               "placement_agreement": float(agreement[i]),
                "appearance_similarity": None, "appearance_similarity_shuffled": None}
         if encoder is not None:
             crops = _crops(frames, track.points, track.sizes)
@@ -153,8 +171,18 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
             "lost": sum(_lost(r) for r in group),  # entities with TrajError > LOST_PCT
             "near": len(near),  # entities whose path meets another's (closer than NEAR_PCT)
             "lost_near": sum(_lost(r) for r in near),
+            # the tracker-free check (None for rows scored before it existed)
+            "placement_agreement": _mean(r.get("placement_agreement") for r in group),
+            "misplaced": _count(group, lambda r: r["placement_agreement"] < PLACED_MIN),
+            "lost_placed": _count(group, lambda r: _lost(r) and r["placement_agreement"] >= PLACED_MIN),
         }
     return summary
+
+
+def _count(rows: list[dict], test) -> int | None:
+    """How many rows with a placement agreement pass ``test``; None when no row has one."""
+    scored = [r for r in rows if r.get("placement_agreement") is not None and np.isfinite(r["placement_agreement"])]
+    return sum(bool(test(r)) for r in scored) if scored else None
 
 
 def _lost(row: dict) -> bool:
@@ -162,9 +190,12 @@ def _lost(row: dict) -> bool:
 
 
 def run_evaluation(cases: list[EvalCase], generate: Callable[[EvalCase], np.ndarray], encoder=None,
-                   progress: bool = False, keep: Callable[[EvalCase, np.ndarray], None] | None = None) -> dict:
+                   progress: bool = False, keep: Callable[[EvalCase, np.ndarray], None] | None = None,
+                   backdrop_known: bool = False) -> dict:
     """Generate and score every case → {"rows": [...], "summary": {...}}; ``keep(case, frames)`` sees
-    every generated video (e.g. to draw a sheet of some of them)."""
+    every generated video (e.g. to draw a sheet of some of them). ``backdrop_known``: ``generate``
+    maps a clip to itself or its autoencoder round trip, so the placement check's backdrop is the
+    case's background through ``generate`` (``EvalCase.backdrop_case``), not a fitted surface."""
     shuffled = shuffled_references(cases)
     iterator = list(zip(cases, shuffled))
     if progress:
@@ -176,7 +207,8 @@ def run_evaluation(cases: list[EvalCase], generate: Callable[[EvalCase], np.ndar
         frames = np.asarray(generate(case))
         if keep is not None:
             keep(case, frames)
-        rows += score_video(frames, case, encoder, others)
+        backdrop = np.asarray(generate(case.backdrop_case())).astype(np.float32) if backdrop_known else None
+        rows += score_video(frames, case, encoder, others, backdrop)
     return {"rows": rows, "summary": summarize(rows)}
 
 
@@ -211,13 +243,15 @@ def format_table(summary: dict[str, dict]) -> str:
         return "—" if value is None else format(value, fmt)
 
     lines = ["| entities | cases | TrajError (px) | TrajError (% width) | binding acc. | appearance sim. | shuffled-ref sim. "
-             "| lost (where paths meet) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| lost (where paths meet) | placement agr. | misplaced (lost but placed) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
         lost = f"{s['lost']}/{s['entities']}" + (f" ({s['lost_near']}/{s['near']})" if s["near"] else "")
+        misplaced = "—" if s.get("misplaced") is None else f"{s['misplaced']}/{s['entities']} ({s['lost_placed']})"
         lines.append(f"| {name} | {s['cases']} | {cell(s['traj_error_px'], '.2f')} | {cell(s['traj_error_pct_width'], '.2f')} | "
                      f"{cell(s['binding_accuracy'], '.3f')} | {cell(s['appearance_similarity'], '.3f')} | "
-                     f"{cell(s['appearance_similarity_shuffled'], '.3f')} | {lost} |")
+                     f"{cell(s['appearance_similarity_shuffled'], '.3f')} | {lost} | {cell(s.get('placement_agreement'), '.3f')} | "
+                     f"{misplaced} |")
     return "\n".join(lines)
 
 

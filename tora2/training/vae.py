@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from einops import rearrange
@@ -75,6 +75,16 @@ class VAELossConfig:
     # (latent units); for a decoder that must draw clean frames from a denoiser's imperfect latents.
     latent_noise: float = 0.0
     pairs: float = 1.0  # weight of the decoder_pairs term (generated latents → their target clips)
+    # Weight of the decoder's adversarial term (a patch discriminator on single frames, hinge losses;
+    # tora2/training/discriminator.py): rewards sharp detail where L1/L2 draw the blurred mean. 0 = off.
+    adversarial: float = 0.0
+    adversarial_start: int = 0  # steps in which only the discriminator learns before the decoder gets the term
+
+
+@dataclass
+class DiscriminatorConfig:
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # stride-2 4×4 convolutions: 8×8 logits on 64 px frames
+    learning_rate: float = 2e-4  # Adam, betas (0.5, 0.9)
 
 
 @dataclass
@@ -106,6 +116,7 @@ class VAETrainConfig:
     data: VAEDataConfig = field(default_factory=VAEDataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(learning_rate=1e-3, weight_decay=0.0, warmup_steps=20))
     loss: VAELossConfig = field(default_factory=VAELossConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)  # with loss.adversarial > 0
 
     def __post_init__(self) -> None:
         check_vae_config(self)
@@ -133,9 +144,15 @@ def check_vae_config(cfg: VAETrainConfig) -> None:
         raise InputError(f"pairs_max_error is {cfg.pairs_max_error}; use 0 (every pair) or a TrajError in pixels")
     if not 0.0 <= cfg.pairs_min_agreement < 1.0:
         raise InputError(f"pairs_min_agreement is {cfg.pairs_min_agreement}; use 0 (every pair) or an agreement in (0, 1), e.g. 0.6")
-    for name in ("l1", "l2", "kl", "sprite_weight", "gradient", "latent_noise", "pairs"):
+    for name in ("l1", "l2", "kl", "sprite_weight", "gradient", "latent_noise", "pairs", "adversarial", "adversarial_start"):
         if getattr(cfg.loss, name) < 0:
             raise InputError(f"loss.{name} must be ≥ 0; got {getattr(cfg.loss, name)}")
+    if isinstance(cfg.discriminator, DiscriminatorConfig):
+        channels = cfg.discriminator.channels
+        if not channels or any(not isinstance(c, int) or c < 1 for c in channels):
+            raise InputError(f"discriminator.channels is {channels}; give positive widths, e.g. [32, 64, 128]")
+        if not cfg.discriminator.learning_rate > 0:
+            raise InputError(f"discriminator.learning_rate is {cfg.discriminator.learning_rate}; use a positive rate, e.g. 2e-4")
 
 
 def load_vae_config(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> VAETrainConfig:
@@ -155,6 +172,8 @@ class VAETrainResult:
     l1: list[float] = field(default_factory=list)
     l2: list[float] = field(default_factory=list)
     kl: list[float] = field(default_factory=list)
+    adversarial: list[float] = field(default_factory=list)  # the decoder's term (before its weight), with loss.adversarial
+    discriminator: list[float] = field(default_factory=list)  # the discriminator's hinge loss, with loss.adversarial
     scaling_factor: float | None = None
     pipeline_dir: Path | None = None
     seconds: float = 0.0
@@ -220,9 +239,17 @@ def vae_batch(dataset, indices: list[int], crop_size: int, generator: torch.Gene
     return video, rearrange(torch.stack(masks), "b f c h w -> b c f h w")  # (B, 1, F', S, S)
 
 
+class VAELoss(NamedTuple):
+    total: torch.Tensor
+    l1: torch.Tensor
+    l2: torch.Tensor
+    kl: torch.Tensor
+    recon: torch.Tensor  # the decoded batch (B, 3, F, H, W)
+
+
 def vae_loss(vae, video: torch.Tensor, weights: VAELossConfig, generator: torch.Generator | None = None,
-             sprite_mask: torch.Tensor | None = None):
-    """(total, l1, l2, kl) of one batch (B, 3, F, H, W) in [−1, 1]; l1 and l2 are the plain means
+             sprite_mask: torch.Tensor | None = None) -> VAELoss:
+    """(total, l1, l2, kl, recon) of one batch (B, 3, F, H, W) in [−1, 1]; l1 and l2 are the plain means
     (comparable across runs), the total uses their sprite-weighted means when a mask (B, 1, F, H, W) is given.
     With ``weights.latent_noise`` the latents get Gaussian noise of a random level in [0, latent_noise]
     per clip before decoding, so the decoder learns to draw clean frames from imperfect latents."""
@@ -232,8 +259,9 @@ def vae_loss(vae, video: torch.Tensor, weights: VAELossConfig, generator: torch.
         level = weights.latent_noise * torch.rand(latents.shape[0], 1, 1, 1, 1, generator=generator)
         latents = latents + level.to(latents) * torch.randn(latents.shape, generator=generator).to(latents)
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
-    total, l1, l2 = reconstruction_loss(vae.decode(latents).sample, video, weights, sprite_mask)
-    return total + weights.kl * kl, l1, l2, kl
+    recon = vae.decode(latents).sample  # (B, 3, F, H, W)
+    total, l1, l2 = reconstruction_loss(recon, video, weights, sprite_mask)
+    return VAELoss(total + weights.kl * kl, l1, l2, kl, recon)
 
 
 def reconstruction_loss(recon: torch.Tensor, video: torch.Tensor, weights: VAELossConfig,
@@ -408,26 +436,35 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     pairs = load_decoder_pairs(cfg.decoder_pairs, vae, cfg.pairs_max_error, cfg.pairs_min_agreement) if cfg.decoder_pairs else None
     if pairs is not None:
         print(f"vae: {len(pairs['latents'])} decoder pairs from {cfg.decoder_pairs}", flush=True)
+    adversary = Adversary(cfg.discriminator, cfg.seed) if cfg.loss.adversarial > 0 else None
     start = time.monotonic()
     for step in range(1, cfg.max_steps + 1):
         generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
         indices = torch.randint(0, len(dataset) - cfg.scaling_clips, (cfg.batch_size,), generator=generator).tolist()
         video, mask = vae_batch(dataset, indices, data.crop_size, generator, data.window, data.crop_on_sprite)
-        total, l1, l2, kl = vae_loss(vae, video, cfg.loss, generator, mask)
+        total, l1, l2, kl, recon = vae_loss(vae, video, cfg.loss, generator, mask)
         if pairs is not None:
             total = total + cfg.loss.pairs * pairs_loss(vae, pairs, cfg.pairs_batch_size, cfg.loss, generator)
+        if adversary is not None and step > cfg.loss.adversarial_start:
+            fooled = adversary.generator_term(recon)
+            total = total + cfg.loss.adversarial * fooled
+            result.adversarial.append(float(fooled.detach()))
         total.backward()
         if cfg.optim.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trained.parameters(), cfg.optim.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        if adversary is not None:
+            result.discriminator.append(adversary.step(video, recon))
         result.steps.append(step)
         for name, value in (("losses", total), ("l1", l1), ("l2", l2), ("kl", kl)):
             getattr(result, name).append(float(value.detach()))
         if step % max(1, cfg.log_every) == 0 or step == cfg.max_steps:
+            adversarial = "" if adversary is None else (
+                f" disc={result.discriminator[-1]:.4g}" + (f" adv={result.adversarial[-1]:.4g}" if result.adversarial else ""))
             print(f"vae step {step}/{cfg.max_steps} loss={result.losses[-1]:.4g} l1={result.l1[-1]:.4g} "
-                  f"l2={result.l2[-1]:.4g} kl={result.kl[-1]:.4g} elapsed={time.monotonic() - start:.0f}s", flush=True)
+                  f"l2={result.l2[-1]:.4g} kl={result.kl[-1]:.4g}{adversarial} elapsed={time.monotonic() - start:.0f}s", flush=True)
         if progress is not None:
             progress.update(1)
             progress.set_postfix(l1=f"{result.l1[-1]:.4f}")
@@ -452,6 +489,36 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     result.seconds = time.monotonic() - start
     write_losses(result, output_dir / "losses.json")
     return result
+
+
+class Adversary:
+    """The discriminator of ``loss.adversarial`` and its optimizer (a training aid: never saved)."""
+
+    def __init__(self, cfg: DiscriminatorConfig, seed: int):
+        from tora2.training.discriminator import PatchDiscriminator
+
+        torch.manual_seed(seed)
+        self.discriminator = PatchDiscriminator(cfg.channels)
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9))
+
+    def generator_term(self, recon: torch.Tensor) -> torch.Tensor:
+        """The decoder's adversarial term on its decoded batch (B, 3, F, H, W); no gradient reaches the discriminator."""
+        from tora2.training.discriminator import generator_loss
+
+        self.discriminator.requires_grad_(False)
+        term = generator_loss(self.discriminator, recon)
+        self.discriminator.requires_grad_(True)
+        return term
+
+    def step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        """One discriminator update on real and decoded batches (B, 3, F, H, W); its hinge loss."""
+        from tora2.training.discriminator import discriminator_loss
+
+        loss = discriminator_loss(self.discriminator, real, fake)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
 
 
 def load_decoder_pairs(path: str | Path, vae, max_error: float = 0.0, min_agreement: float = 0.0) -> dict[str, torch.Tensor]:
@@ -511,9 +578,10 @@ def fit_statistics(cfg: VAETrainConfig, components: dict, dataset) -> VAETrainRe
 
 
 def write_losses(result: VAETrainResult, path: Path) -> None:
-    path.write_text(json.dumps({"step": result.steps, "loss": result.losses, "l1": result.l1, "l2": result.l2,
-                                "kl": result.kl, "scaling_factor": result.scaling_factor,
-                                "seconds": round(result.seconds, 1)}))
+    losses = {"step": result.steps, "loss": result.losses, "l1": result.l1, "l2": result.l2, "kl": result.kl}
+    if result.discriminator:  # loss.adversarial: the decoder's term from step adversarial_start + 1 on
+        losses.update(adversarial=result.adversarial, discriminator=result.discriminator)
+    path.write_text(json.dumps({**losses, "scaling_factor": result.scaling_factor, "seconds": round(result.seconds, 1)}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from tora2.errors import InputError
 from tora2.pipelines.components import build_tiny_components
-from tora2.training.discriminator import PatchDiscriminator, discriminator_loss, generator_loss
-from tora2.training.vae import Adversary, DiscriminatorConfig, train_vae
+from tora2.training.discriminator import Adversary, PatchDiscriminator, discriminator_loss, generator_loss
+from tora2.training.vae import train_vae
 
 from tests.embedded.test_vae_stage import _cfg
 
@@ -37,7 +37,7 @@ def test_patch_discriminator_gives_one_logit_per_patch_of_each_frame():
 def test_the_discriminator_learns_to_tell_sharp_frames_from_blurred_ones():
     """What the term is for: blur is what it penalises. Hinge loss 2 at the start (logits ≈ 0)."""
     torch.manual_seed(0)
-    adversary = Adversary(DiscriminatorConfig(channels=[8, 16, 16], learning_rate=1e-3), seed=0)
+    adversary = Adversary([8, 16, 16], learning_rate=1e-3, seed=0)
     first = None
     for step in range(60):
         real, blurred = _sharp_and_blurred(step)
@@ -51,7 +51,7 @@ def test_the_discriminator_learns_to_tell_sharp_frames_from_blurred_ones():
 
 
 def test_the_decoder_term_leaves_the_discriminator_alone_and_pushes_the_decoded_frames():
-    adversary = Adversary(DiscriminatorConfig(channels=[8, 16]), seed=0)
+    adversary = Adversary([8, 16], learning_rate=2e-4, seed=0)
     fake = torch.zeros(1, 3, 1, 16, 16, requires_grad=True)
     term = adversary.generator_term(fake)
     term.backward()

@@ -51,3 +51,27 @@ def discriminator_loss(discriminator: PatchDiscriminator, real: torch.Tensor, fa
 def generator_loss(discriminator: PatchDiscriminator, fake: torch.Tensor) -> torch.Tensor:
     """The decoder's adversarial term: minus the mean realness of its decoded video (B, 3, F, H, W)."""
     return -discriminator(fake).mean()
+
+
+class Adversary:
+    """A discriminator and its optimizer (Adam, betas (0.5, 0.9)) for one training run; never saved."""
+
+    def __init__(self, channels: tuple[int, ...] | list[int], learning_rate: float, seed: int):
+        torch.manual_seed(seed)
+        self.discriminator = PatchDiscriminator(channels)
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=learning_rate, betas=(0.5, 0.9))
+
+    def generator_term(self, recon: torch.Tensor) -> torch.Tensor:
+        """The decoder's adversarial term on its decoded batch (B, 3, F, H, W); no gradient reaches the discriminator."""
+        self.discriminator.requires_grad_(False)
+        term = generator_loss(self.discriminator, recon)
+        self.discriminator.requires_grad_(True)
+        return term
+
+    def step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        """One discriminator update on real and decoded batches (B, 3, F, H, W); its hinge loss."""
+        loss = discriminator_loss(self.discriminator, real, fake)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())

@@ -13,7 +13,9 @@ latents no diffusion model can learn from; so its VAE is trained first, on its o
 2. posterior → sample → decode; loss = l1 · |x̂ − x| + l2 · (x̂ − x)² + gradient · |∇x̂ − ∇x|
    + kl · KL(q ‖ N(0, 1)), all
    per-element means (weighted 1 + ``sprite_weight`` on each sprite's box), so the weights do not
-   depend on the clip size and the few sprite pixels are not drowned out by the background;
+   depend on the clip size and the few sprite pixels are not drowned out by the background; with
+   ``loss.adversarial`` the decoder also gets a patch discriminator's hinge term
+   (``tora2.training.discriminator``), which learns alongside on real against decoded frames;
 3. AdamW with linear warm-up and gradient clipping, from random weights or from ``init_vae`` (a
    saved VAE with the same layers: the compression ratios may differ, since time pooling has no
    weights, so a 4×-in-time VAE starts a per-frame one); with ``per_frame`` every causal time
@@ -436,7 +438,11 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     pairs = load_decoder_pairs(cfg.decoder_pairs, vae, cfg.pairs_max_error, cfg.pairs_min_agreement) if cfg.decoder_pairs else None
     if pairs is not None:
         print(f"vae: {len(pairs['latents'])} decoder pairs from {cfg.decoder_pairs}", flush=True)
-    adversary = Adversary(cfg.discriminator, cfg.seed) if cfg.loss.adversarial > 0 else None
+    adversary = None
+    if cfg.loss.adversarial > 0:
+        from tora2.training.discriminator import Adversary
+
+        adversary = Adversary(cfg.discriminator.channels, cfg.discriminator.learning_rate, cfg.seed)
     start = time.monotonic()
     for step in range(1, cfg.max_steps + 1):
         generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
@@ -489,36 +495,6 @@ def train_vae(cfg: VAETrainConfig, dataset=None, *, components: dict | None = No
     result.seconds = time.monotonic() - start
     write_losses(result, output_dir / "losses.json")
     return result
-
-
-class Adversary:
-    """The discriminator of ``loss.adversarial`` and its optimizer (a training aid: never saved)."""
-
-    def __init__(self, cfg: DiscriminatorConfig, seed: int):
-        from tora2.training.discriminator import PatchDiscriminator
-
-        torch.manual_seed(seed)
-        self.discriminator = PatchDiscriminator(cfg.channels)
-        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9))
-
-    def generator_term(self, recon: torch.Tensor) -> torch.Tensor:
-        """The decoder's adversarial term on its decoded batch (B, 3, F, H, W); no gradient reaches the discriminator."""
-        from tora2.training.discriminator import generator_loss
-
-        self.discriminator.requires_grad_(False)
-        term = generator_loss(self.discriminator, recon)
-        self.discriminator.requires_grad_(True)
-        return term
-
-    def step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
-        """One discriminator update on real and decoded batches (B, 3, F, H, W); its hinge loss."""
-        from tora2.training.discriminator import discriminator_loss
-
-        loss = discriminator_loss(self.discriminator, real, fake)
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
 
 
 def load_decoder_pairs(path: str | Path, vae, max_error: float = 0.0, min_agreement: float = 0.0) -> dict[str, torch.Tensor]:

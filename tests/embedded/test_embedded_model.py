@@ -6,7 +6,8 @@ stage 6, trained 1500 more steps — with the wider VAE decoder of stage 1c; 25 
 model's default reference guidance 2) on the first 3 held-out cases with 1, 2 and 3 entities
 (18 entities): mean TrajError 5.7 % of the width (1 / 2 / 3 entities: 0.5 / 1.4 / 10.3 %), 16 of 18
 entities within 15 % of the width, 13 of 15 multi-entity entities bound to their own paths (with
-stage 1's narrower decoder: 5.5 %, 16, 13). On the whole held-out set (30 cases, 50 steps) it
+stage 1's narrower decoder: 5.5 %, 16, 13). With stage 1d's decoder (shipped now) and the tracker's
+MIN_TEMPLATE_PX: 6.2 % (0.6 / 1.6 / 11.3 %), 16 of 18, 13 of 15, placement agreement 0.84. On the whole held-out set (30 cases, 50 steps) it
 scores 4.2 % and binding 0.92. The bounds are the measured values with a small margin: they guard
 the shipped model and its generation path against breaking. For scale, independent uniform
 positions would give about 67 % (the expected L1 between two uniform points on a 64 px square is
@@ -25,11 +26,16 @@ from tora2.pipelines.embedded import EMBEDDED_DIR, EMBEDDED_ID, has_trained_embe
 # Held-out cases: seed 0, the first 3 cases with 1, 2 and 3 entities (9 frames, 64×64).
 NUM_INFERENCE_STEPS = 25
 CASES_PER_COUNT = 3
-MAX_MEAN_TRAJ_ERROR_PCT = 6.5  # measured 5.3 over 18 entities (stage 1d's decoder; 5.7 with stage 1c's)
+# measured 6.24 over 18 entities with the tracker's MIN_TEMPLATE_PX (5.3 before it: stage 1d's decoder; 5.7 with stage 1c's)
+MAX_MEAN_TRAJ_ERROR_PCT = 7.5
 MIN_TRACKED_NEAR = 15  # entities within NEAR_PCT of the width: measured 16 of 18
 NEAR_PCT = 15.0
 MIN_BINDING_ACCURACY = 0.8  # measured 0.867 (13 of 15); one entity of margin for other CPUs' float rounding
 MAX_RECONSTRUCT_TRAJ_ERROR_PCT = 1.5  # measured 0.59 (the autoencoder round trip of the same cases)
+# The tracker-free placement check (tora2.evaluation.placement) of the same 18 entities: measured
+# mean 0.840, lowest 0.706 (no entity misplaced, including those the tracker loses).
+MIN_MEAN_PLACEMENT = 0.8
+MIN_PLACEMENT = 0.6
 MIN_RECONSTRUCT_BINDING = 1.0  # measured 1.0 (5 of 5)
 
 
@@ -79,6 +85,12 @@ def test_held_out_cases_follow_their_paths(rows):
     assert len(rows) == 6 * CASES_PER_COUNT
     assert float(np.mean(errors)) < MAX_MEAN_TRAJ_ERROR_PCT
     assert sum(e < NEAR_PCT for e in errors) >= MIN_TRACKED_NEAR
+
+
+def test_held_out_entities_are_drawn_where_they_were_asked_to_be(rows):
+    agreement = [r["placement_agreement"] for r in rows]
+    assert float(np.mean(agreement)) >= MIN_MEAN_PLACEMENT
+    assert min(agreement) >= MIN_PLACEMENT
 
 
 def test_held_out_cases_bind_entities_to_their_paths(rows):

@@ -55,3 +55,17 @@ def test_ground_truth_scores_beat_a_wrong_video():
     assert min(r["traj_error_px"] for r in wrong) > 5.0
     with pytest.raises(InputError, match=r"video for case 2e-000 is uint8 \(6, 32, 96, 3\); expected uint8 \(6, 96, 96, 3\)"):
         score_video(cases[0].frames[:, :32], cases[0])
+
+
+def test_in_small_frames_no_template_is_smaller_than_a_recognisable_sprite():
+    """At 64×64 the tracker once tried 5–8 px templates, which locked onto specks of the background:
+    the lone rabbit face and snake of held-out seed 1 (cases 1e-022, 1e-029) were tracked as 6 px and
+    5 px sprites 40–65 % of the width off their paths (docs/results.md, "The tracker")."""
+    from tora2.evaluation.tracker import MIN_TEMPLATE_PX
+
+    cases = {c.id: c for c in make_cases(30, 9, 64, 64, seed=1, entity_counts=(1,))}
+    for case_id in ("1e-022", "1e-029"):
+        entity = cases[case_id].entities[0]
+        result = track_entity(cases[case_id].frames, entity.sprite.image)
+        assert result.sizes.min() >= 0.92 * MIN_TEMPLATE_PX  # the refinement tries 0.92× the coarse size
+        assert trajectory_error(result.points, entity.points) < 2.0, case_id

@@ -7,7 +7,8 @@ Glossary: F frames, H/W frame size, K candidates per frame, S template sizes.
    (:func:`masked_ncc`, built from ``cv2.matchTemplate``) plus ``color_weight`` × the share of the
    window's pixels whose hue/saturation the sprite has (histogram back-projection, box-averaged).
    One size band per clip: the size with the best average score (+ ``SIZE_PRIOR`` per doubling),
-   ± ``SIZE_BAND``.
+   ± ``SIZE_BAND``. Templates whose longer side would be under ``MIN_TEMPLATE_PX`` pixels of the
+   video are not tried: in small frames (64 px) they matched specks of the background.
 2. The K best local maxima per frame are linked by a Viterbi pass whose transition cost is the jump
    in pixels (× ``motion_weight`` / shorter side): a motion prior from the video alone, never from
    the requested path, so the measured error is not pulled towards the request.
@@ -29,6 +30,10 @@ from tora2.errors import InputError
 
 WORK_SIDE = 160
 SIZE_FRACTIONS = tuple(np.geomspace(0.08, 0.48, 14))  # sprite's longer side / frame's shorter side
+# No template under this many video pixels (the synthetic clips' MIN_SIZE: below it a sprite is
+# unrecognisable). Only small frames lose sizes (64 px: the four smallest, 5–8 px); chosen on
+# training-split cases, docs/results.md ("The tracker").
+MIN_TEMPLATE_PX = 8.0
 COLOR_WEIGHT = 0.3
 MOTION_WEIGHT = 0.5
 SIZE_BAND = 1.3  # per-frame sizes stay within this factor of the clip's best size
@@ -191,7 +196,7 @@ def track_entity(frames: np.ndarray, reference: np.ndarray, *, size_fractions=SI
     side = min(height, width)
     factor = min(1.0, work_side / side)
     work_size = (max(1, int(round(width * factor))), max(1, int(round(height * factor))))
-    sizes = [s * side for s in size_fractions]  # full-resolution pixels
+    sizes = [s * side for s in size_fractions if s * side >= MIN_TEMPLATE_PX] or [max(size_fractions) * side]  # full-resolution pixels
 
     templates = []
     for size in sizes:

@@ -32,8 +32,9 @@ def test_placement_agreement_passes_a_faint_sprite_on_its_path_and_fails_a_missi
 
 
 def test_cases_keep_their_background_and_the_ground_truth_is_placed_exactly():
-    """make_cases redraws each case's background as synthesize_clip drew it (the renders are exactly
-    its sprites on it), so for the ground truth and its round trip the check uses the true backdrop."""
+    """make_cases keeps each case's background (draw_clip: synthesize_clip's draws, before rendering;
+    the renders are exactly its sprites on it), so for the ground truth and its round trip the check
+    uses the true backdrop."""
     cases = make_cases(2, 9, 64, 64, seed=0)
     assert all((render_clip(c.background, c.entities) == c.frames).all() for c in cases)
     empty = cases[3].backdrop_case()

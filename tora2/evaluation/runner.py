@@ -20,8 +20,7 @@ from tora2.evaluation.metrics import CROP_MARGIN, binding_correct, crop_square, 
 from tora2.evaluation.placement import placement_agreement
 from tora2.evaluation.tracker import track_entity
 from tora2.specs import EntitySpec
-from tora2.synthetic.backgrounds import make_background
-from tora2.synthetic.clips import SyntheticEntity, synthesize_clip
+from tora2.synthetic.clips import SyntheticEntity, draw_clip, make_caption, render_clip
 from tora2.synthetic.dataset import clip_rng
 from tora2.synthetic.sprites import CLIP_SPLITS, check_split, load_sprites, sprite_on_white
 
@@ -71,11 +70,10 @@ def make_cases(num_cases: int, num_frames: int, height: int, width: int, split: 
     cases = []
     for count in entity_counts:
         for i in range(num_cases):
-            index = CASE_INDEX_BASE + 1000 * count + i
-            frames, caption, entities = synthesize_clip(clip_rng(seed, split, index), sprites, num_frames, height, width, count, split)
-            # synthesize_clip draws the background first from the clip's generator: the same draw again
-            background, _ = make_background(clip_rng(seed, split, index), height, width)  # (H, W, 3)
-            cases.append(EvalCase(f"{count}e-{i:03d}", caption, entities, frames, background))
+            rng = clip_rng(seed, split, CASE_INDEX_BASE + 1000 * count + i)
+            background, entities = draw_clip(rng, sprites, num_frames, height, width, count, split)  # synthesize_clip's draws
+            cases.append(EvalCase(f"{count}e-{i:03d}", make_caption(entities, height, width), entities,
+                                  render_clip(background, entities), background))
     return cases
 
 

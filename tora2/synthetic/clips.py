@@ -155,6 +155,22 @@ def render_clip(background: np.ndarray, entities: list[SyntheticEntity]) -> np.n
     return frames
 
 
+def draw_clip(rng: np.random.Generator, sprites: list[Sprite], num_frames: int, height: int, width: int,
+              num_entities: int, split: str = "train", background_kinds: tuple[str, ...] = KINDS,
+              recolour: bool = False):
+    """One clip's draws, before rendering → (background (H, W, 3) uint8, entities with exact per-frame
+    centres and visibility); ``synthesize_clip`` renders them. Same arguments and draws."""
+    check_size(num_frames, height, width)
+    if not 1 <= num_entities <= len(sprites):
+        raise InputError(f"num_entities is {num_entities}; use 1 to {len(sprites)} (the number of sprites given)")
+    background, _ = make_background(rng, height, width, kinds=background_kinds)
+    chosen = rng.choice(len(sprites), size=num_entities, replace=False)
+    entities = [make_entity(rng, sprites[int(k)], i, num_frames, height, width, split) for i, k in enumerate(chosen)]
+    if recolour:
+        entities = recolour_entities(rng, entities)
+    return background, entities
+
+
 def synthesize_clip(rng: np.random.Generator, sprites: list[Sprite], num_frames: int, height: int, width: int,
                     num_entities: int, split: str = "train", background_kinds: tuple[str, ...] = KINDS,
                     recolour: bool = False):
@@ -164,13 +180,5 @@ def synthesize_clip(rng: np.random.Generator, sprites: list[Sprite], num_frames:
     ``recolour`` rotates some sprites' hues (module docstring; its draws come last, so the clip is
     otherwise the one drawn without it). Deterministic given ``rng``'s state.
     """
-    check_size(num_frames, height, width)
-    if not 1 <= num_entities <= len(sprites):
-        raise InputError(f"num_entities is {num_entities}; use 1 to {len(sprites)} (the number of sprites given)")
-    background, _ = make_background(rng, height, width, kinds=background_kinds)
-    chosen = rng.choice(len(sprites), size=num_entities, replace=False)
-    entities = [make_entity(rng, sprites[int(k)], i, num_frames, height, width, split) for i, k in enumerate(chosen)]
-    if recolour:
-        entities = recolour_entities(rng, entities)
-    frames = render_clip(background, entities)
-    return frames, make_caption(entities, height, width), entities
+    background, entities = draw_clip(rng, sprites, num_frames, height, width, num_entities, split, background_kinds, recolour)
+    return render_clip(background, entities), make_caption(entities, height, width), entities

@@ -57,8 +57,9 @@ class Adversary:
     """A discriminator and its optimizer (Adam, betas (0.5, 0.9)) for one training run; never saved."""
 
     def __init__(self, channels: tuple[int, ...] | list[int], learning_rate: float, seed: int):
-        torch.manual_seed(seed)
-        self.discriminator = PatchDiscriminator(channels)
+        with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's random state alone
+            torch.manual_seed(seed)
+            self.discriminator = PatchDiscriminator(channels)
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=learning_rate, betas=(0.5, 0.9))
 
     def generator_term(self, recon: torch.Tensor) -> torch.Tensor:

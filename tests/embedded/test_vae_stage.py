@@ -409,3 +409,30 @@ def test_decoder_only_trains_a_learned_decoder_on_a_fitted_linear_autoencoder(tm
     torch.save({k: v for k, v in store.items() if k not in ("targets", "errors")}, pairs)
     with pytest.raises(InputError, match="has no targets \\(an interrupted run\\); rerun scripts/decoder_pairs.py"):
         train_vae(_cfg(tmp_path, **settings))
+
+
+def test_init_vae_into_more_latent_channels_starts_as_the_saved_function(tmp_path):
+    """widen_latent: the first L latent channels are the saved VAE's, the extra ones are read by
+    nothing yet, so decoding the widened VAE's latents gives the saved VAE's video."""
+    from tora2.training.vae import load_initial_vae
+
+    saved = build_tiny_components("tiny", seed=0)["vae"]
+    saved.register_to_config(scaling_factor=0.77)
+    saved.save_pretrained(tmp_path / "saved")
+    config = {k: v for k, v in saved.config.items() if not k.startswith("_")}
+    wide = type(saved)(**{**config, "latent_channels": 2 * config["latent_channels"], "scaling_factor": 1.0})
+    load_initial_vae(wide, tmp_path / "saved")
+    assert wide.config.scaling_factor == pytest.approx(0.77)
+    video = torch.rand(1, 3, 9, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        narrow_mean = saved.encode(video).latent_dist.mean
+        wide_dist = wide.encode(video).latent_dist
+        channels = narrow_mean.shape[1]
+        torch.testing.assert_close(wide_dist.mean[:, :channels], narrow_mean)
+        torch.testing.assert_close(wide_dist.logvar[:, :channels], saved.encode(video).latent_dist.logvar)
+        assert wide_dist.logvar[:, channels:].max() < -7  # the extra channels are near-deterministic
+        torch.testing.assert_close(wide.decode(wide_dist.mean).sample, saved.decode(narrow_mean).sample)
+    with pytest.raises(InputError, match="only adds channels"):
+        from tora2.models.asymmetric_autoencoder import widen_latent
+
+        widen_latent(saved, wide.state_dict())

@@ -135,3 +135,44 @@ def widen_part(part: torch.nn.Module, source: dict[str, torch.Tensor], prefix: s
             value = value + noise * value.std() * torch.randn(value.shape, generator=generator)
         target[key] = value.to(wide.dtype)
     part.load_state_dict(target, strict=True)
+
+
+@torch.no_grad()
+def widen_latent(vae: AutoencoderKLCogVideoX, source: dict[str, torch.Tensor], log_variance: float = -8.0) -> None:
+    """Load the state dict ``source`` of a VAE with fewer latent channels (L) into ``vae`` (L' > L), so
+    that it starts as the source's function: the first L latent channels are the source's, the extra
+    ones are read by nothing yet.
+
+    Every layer but the two ends of the latent loads as saved. The encoder's ``conv_out`` gives means
+    and log-variances (2L rows → 2L'): the source's mean rows go to 0…L−1 and its log-variance rows to
+    L'…L'+L−1; the extra mean rows keep ``vae``'s initialisation scaled by 0.1, the extra log-variance
+    rows get zero weights and a bias of ``log_variance`` (near-deterministic, like the trained ones).
+    Every decoder weight that reads the latent (its ``conv_in`` and the spatial norms' ``conv_y`` /
+    ``conv_b``: input dimension L → L') gets the source's weights on the first L inputs and zeros on
+    the rest, so decoding ignores the extra channels until training gives them a use.
+    """
+    target = vae.state_dict()
+    old, new = int(source["encoder.conv_out.conv.bias"].shape[0]) // 2, int(vae.config.latent_channels)
+    if new <= old:
+        raise InputError(f"widen_latent: the VAE has {new} latent channels, the source {old}; it only adds channels")
+    out = {}
+    for key, value in target.items():
+        if key not in source:
+            raise InputError(f"widen_latent: the source has no {key}; give it the same layers apart from latent_channels")
+        given = source[key]
+        if given.shape == value.shape:
+            out[key] = given
+        elif key.startswith("encoder.conv_out."):  # (2L, …) → (2L', …): means, then log-variances
+            widened = value.clone()
+            widened[old:new] = 0.1 * value[old:new]
+            widened[:old], widened[new : new + old] = given[:old], given[old:]
+            widened[new + old :] = log_variance if key.endswith("bias") else 0.0
+            out[key] = widened
+        elif key.startswith("decoder.") and value.dim() > 1 and given.shape[1] == old and value.shape[1] == new:
+            widened = torch.zeros_like(value)
+            widened[:, :old] = given
+            out[key] = widened
+        else:
+            raise InputError(f"widen_latent: {key} is {tuple(given.shape)} in the source and {tuple(value.shape)} here; "
+                             "only the latent width may differ")
+    vae.load_state_dict(out)

@@ -324,10 +324,12 @@ def load_initial_vae(vae, path: str | Path) -> None:
     every layer must match). An encoder or decoder that is wider than the saved one's (wider
     ``block_out_channels``, or an ``AsymmetricCogVideoXVAE``'s ``decoder_block_out_channels``) starts
     as the saved one's function, widened (``widen_encoder`` / ``widen_decoder``); the other part is
-    loaded as saved. A wider decoder alone keeps the latents; a wider encoder starts from them."""
+    loaded as saved. A wider decoder alone keeps the latents; a wider encoder starts from them. More
+    latent channels than the saved VAE's (same layers otherwise): ``widen_latent``, the extra channels
+    unread at first."""
     from diffusers import AutoencoderKLCogVideoX
 
-    from tora2.models.asymmetric_autoencoder import AsymmetricCogVideoXVAE, widen_decoder, widen_encoder
+    from tora2.models.asymmetric_autoencoder import AsymmetricCogVideoXVAE, widen_decoder, widen_encoder, widen_latent
     from tora2.models.pixel_autoencoder import PixelShuffleAutoencoder
 
     path = Path(path)
@@ -343,6 +345,10 @@ def load_initial_vae(vae, path: str | Path) -> None:
     saved = AutoencoderKLCogVideoX.load_config(str(path))
     saved_class = AsymmetricCogVideoXVAE if saved.get("decoder_block_out_channels") else AutoencoderKLCogVideoX
     source = saved_class.from_pretrained(str(path)).state_dict()
+    if saved.get("latent_channels", 16) < vae.config.latent_channels:  # more latent channels: start as the saved function
+        widen_latent(vae, source)
+        vae.register_to_config(scaling_factor=saved["scaling_factor"])
+        return
     state = vae.state_dict()
     same_io = all(saved.get(k) == vae.config.get(k) for k in ("in_channels", "out_channels", "latent_channels"))
     wider = {part: same_io and any(k.startswith(part) and (k not in source or source[k].shape != v.shape)

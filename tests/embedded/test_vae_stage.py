@@ -125,9 +125,9 @@ def test_init_vae_starts_from_saved_weights_of_another_time_compression(tmp_path
     assert all(torch.equal(v, source.state_dict()[k]) for k, v in per_frame.state_dict().items())
     latents = per_frame.encode(torch.zeros(1, 3, 5, 16, 16)).latent_dist.mode()
     assert latents.shape == (1, 4, 5, 8, 8)  # no time compression
-    wider = build_vae({**section, "latent_channels": 8})
+    narrower = build_vae({**section, "latent_channels": 2})
     with pytest.raises(InputError, match="different layers"):
-        load_initial_vae(wider, tmp_path / "vae")  # the latent width is never widened
+        load_initial_vae(narrower, tmp_path / "vae")  # a latent is never narrowed (widened: widen_latent, below)
     # A wider encoder and decoder (same latent width) start as the saved VAE's function, 1 % noise apart.
     wide = build_vae({**section, "block_out_channels": [16, 16], "temporal_compression_ratio": 4}).eval()
     load_initial_vae(wide, tmp_path / "vae")

@@ -254,6 +254,8 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
     head = torch.nn.Linear(text_encoder.config.d_model, image_encoder.out_dim)
     logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
     reference = copy.deepcopy(image_encoder) if cfg.loss.preserve > 0 else None  # frozen: the tokens to keep
+    unseen = [s.image for s in heldout]  # the DPE's inputs for sprites never trained on
+    unseen_start = reference_tokens(reference, unseen, grad=False) if reference is not None else None  # fixed: the frozen encoder's
     image_encoder.visual.requires_grad_(True)
     text_encoder.requires_grad_(cfg.train_text_encoder)
     text_encoder.train(cfg.train_text_encoder)
@@ -309,10 +311,8 @@ def train_encoders(cfg: EncoderTrainConfig, *, components: dict | None = None) -
             result.retrieval_steps.append(step)
             result.retrieval.append(accuracy)
             note = ""
-            if reference is not None:  # the DPE's inputs for sprites never trained on
-                unseen = [s.image for s in heldout]
-                result.heldout_drift.append(float(token_drift(reference_tokens(image_encoder, unseen, grad=False),
-                                                              reference_tokens(reference, unseen, grad=False))))
+            if reference is not None:
+                result.heldout_drift.append(float(token_drift(reference_tokens(image_encoder, unseen, grad=False), unseen_start)))
                 note = f", held-out reference token drift {result.heldout_drift[-1]:.4f}"
             print(f"encoders step {step}: held-out retrieval top-1 {accuracy:.3f}{note}", flush=True)
             write_encoder_losses(result, output_dir / "losses.json")

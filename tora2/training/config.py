@@ -108,6 +108,10 @@ class TrainConfig:
     appearance_max_snr: float = float("inf")
     appearance_crop: float = 0.3
     appearance_frames: int = 3
+    # Exponential moving average of the trained weights (tora2/training/ema.py), checkpointed for
+    # exact resume. When on, output_dir/pipeline holds the average and output_dir/pipeline-online
+    # the last step's weights. 0 = off.
+    ema_decay: float = 0.0
     max_steps: int = 1000
     batch_size: int = 1  # per process
     gradient_accumulation_steps: int = 1
@@ -155,6 +159,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise InputError(f"appearance loss settings: weight {cfg.appearance_loss_weight} (≥ 0), SNR range "
                          f"[{cfg.appearance_min_snr}, {cfg.appearance_max_snr}) (0 ≤ min < max), crop {cfg.appearance_crop} "
                          f"(in (0, 1]), frames {cfg.appearance_frames} (≥ 1); e.g. 0.5, 1, 10, 0.3, 3")
+    if not 0 <= cfg.ema_decay < 1:
+        raise InputError(f"ema_decay must be in [0, 1); got {cfg.ema_decay} (e.g. 0.999, or 0 for no average)")
     if not 0 < cfg.x_prediction_min_sigma < 1:
         raise InputError(f"x_prediction_min_sigma must be in (0, 1); got {cfg.x_prediction_min_sigma} (e.g. 0.05)")
     if cfg.entity_loss_weight < 0 or cfg.entity_loss_sigma <= 0:

@@ -40,6 +40,7 @@ from tora2.io import write_json_atomic
 from tora2.pipelines import conditioning
 from tora2.training.config import ModelSettings, TrainConfig, check_config
 from tora2.training.dataset import BucketBatchSampler, ClipDataset
+from tora2.training.ema import ParameterEMA
 from tora2.training.encode import SampleEncoder, collate
 from tora2.training.losses import (
     diffusion_loss,
@@ -485,6 +486,9 @@ def train(
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
+    ema = ParameterEMA(named, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
 
     checkpoint = resolve_resume(cfg, resume)
     if checkpoint is not None:
@@ -539,6 +543,8 @@ def train(
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update()
         state.step += 1
 
         totals = accelerator.reduce(totals.to(accelerator.device), reduction="mean").cpu()
@@ -576,12 +582,15 @@ def train(
     if personalization is not None:
         components["personalization"] = unwrapped.personalization
     if accelerator.is_main_process:
-        if cfg.stage == "finetune":
-            from tora2.training.lora import save_lora
+        if ema is not None and cfg.save_pipeline:  # the last step's weights, beside the average
+            save_pipeline(components, output_dir / "pipeline-online", cfg.reference_guidance_scale)
+        with ema.swapped_in() if ema is not None else _null():
+            if cfg.stage == "finetune":
+                from tora2.training.lora import save_lora
 
-            result.lora_path = save_lora(components["transformer"], output_dir / "lora.safetensors")
-        if cfg.save_pipeline:
-            result.pipeline_dir = save_pipeline(components, output_dir / "pipeline", cfg.reference_guidance_scale)
+                result.lora_path = save_lora(components["transformer"], output_dir / "lora.safetensors")
+            if cfg.save_pipeline:
+                result.pipeline_dir = save_pipeline(components, output_dir / "pipeline", cfg.reference_guidance_scale)
         write_losses(output_dir, result)
     if cfg.tensorboard:
         accelerator.end_training()

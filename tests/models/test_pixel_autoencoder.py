@@ -105,9 +105,34 @@ def test_a_learned_decoder_starts_as_the_linear_decode_and_saves_with_the_basis(
     assert linear.decoder is None and not any(k.startswith("decoder.") for k in linear.state_dict())
 
 
+def test_a_learned_encoder_starts_as_the_linear_code_and_trains_per_frame(tmp_path):
+    linear = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 5})
+    learned = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 5,
+                         "encoder_channels": 8, "encoder_blocks": 1})
+    video = torch.rand(2, 3, 3, 8, 12, generator=torch.Generator().manual_seed(2)) * 2 - 1  # (B, 3, F, H, W)
+    linear.set_statistics(video)
+    learned.set_statistics(video)
+    latents = linear.encode(video).latent_dist.mode()  # (B, 5, F, 4, 6)
+    assert torch.allclose(learned.encode(video).latent_dist.mode(), latents, atol=1e-6)  # zero residual
+    with torch.no_grad():
+        learned.encoder.conv_out.bias.copy_(torch.arange(5.0))  # latent channel k moves by k
+    shifted = learned.encode(video).latent_dist.mode() - latents
+    assert torch.allclose(shifted, torch.arange(5.0).view(1, 5, 1, 1, 1).expand_as(shifted), atol=1e-5)
+    bumped = video.clone()
+    bumped[:, :, 1] += 0.5  # frame 1 only: the other frames' latents stay
+    moved = learned.encode(bumped).latent_dist.mode() - learned.encode(video).latent_dist.mode()
+    assert moved[:, :, [0, 2]].abs().max() == 0 and moved[:, :, 1].abs().max() > 0
+    assert {n.split(".")[0] for n, _ in learned.named_parameters()} == {"encoder"}  # the basis is a buffer
+    learned.save_pretrained(tmp_path)
+    loaded = PixelShuffleAutoencoder.from_pretrained(tmp_path)
+    assert torch.equal(loaded.encode(video).latent_dist.mode(), learned.encode(video).latent_dist.mode())
+
+
 def test_bad_settings_are_one_line_errors():
-    with pytest.raises(InputError, match="decoder_channels=-1, decoder_blocks=2 must be ≥ 0"):
+    with pytest.raises(InputError, match="decoder_channels=-1, decoder_blocks=2, encoder_channels=0, encoder_blocks=2 must be ≥ 0"):
         build_vae({"type": "pixel", "decoder_channels": -1})
+    with pytest.raises(InputError, match="encoder_channels needs latent_channels below in_channels · r²"):
+        build_vae({"type": "pixel", "encoder_channels": 8})
     for bad in (0, 49):
         with pytest.raises(InputError, match=f"latent_channels={bad} must be 1 … in_channels · r² = 48"):
             build_vae({"type": "pixel", "spatial_compression_ratio": 4, "latent_channels": bad})

@@ -26,12 +26,19 @@ transformer is 2×2 latent pixels, 4 · latent_channels values, and 192 (lossles
 it, while 36 components keep the held-out round trip within the ceiling bar (docs/results.md).
 
 With ``decoder_channels`` > 0 decoding is learned on top of that: a small per-frame convolutional
-network on the latent grid (``BlockDecoder``) adds a residual to the linear decode's normalised
+network on the latent grid (``GridResidual``) adds a residual to the linear decode's normalised
 blocks. Its output layer starts at zero, so a new decoder decodes exactly as the linear one, and
 the encoder (statistics and basis) is never trained: a denoiser trained on the linear latents keeps
 working. It is trained by ``tora2.training.vae`` with ``decoder_only`` (configs/train/
 embedded-pca-decoder.yaml) to draw clean sprites from what a denoiser leaves in its latents, which
 a linear decode shows as coloured noise (docs/results.md, "Linear latents").
+
+With ``encoder_channels`` > 0 the code itself is learned as well: a ``GridResidual`` from the
+normalised blocks to the latent grid is added to the principal projection, zero at init, so a new
+encoder starts as the linear code (which meets the ceiling bar) and ``tora2.training.vae`` trains it
+and the decoder together (``decoder_only: false``), for example to make the latent robust to the
+errors a denoiser leaves (``loss.latent_noise``). A denoiser trained on the linear latents does not
+carry over to a trained code.
 
 Shapes: video (B, 3, F, H, W) ↔ blocks (B, 3·r², F, H/r, W/r) ↔ latents (B, C, F, H/r, W/r), C =
 ``latent_channels``; time is never compressed.
@@ -50,19 +57,21 @@ from torch import nn
 from tora2.errors import InputError
 
 
-class BlockDecoder(nn.Module):
-    """Latents (N, C, h, w) → a residual (N, 3·r², h, w) on the normalised blocks: a 3×3 convolution in,
-    ``num_blocks`` pre-norm residual blocks of two 3×3 convolutions, a zero-initialised 3×3 convolution out."""
+class GridResidual(nn.Module):
+    """A residual on the latent grid, one frame at a time: (N, C_in, h, w) → (N, C_out, h, w) by a 3×3
+    convolution in, ``num_blocks`` pre-norm residual blocks of two 3×3 convolutions and a
+    zero-initialised 3×3 convolution out (so it adds nothing at first). The decoder's maps latents to
+    normalised blocks (C_in = latent channels, C_out = 3·r²); the encoder's, blocks to latents."""
 
-    def __init__(self, latent_channels: int, block_channels: int, channels: int, num_blocks: int):
+    def __init__(self, in_channels: int, out_channels: int, channels: int, num_blocks: int):
         super().__init__()
         groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
-        self.conv_in = nn.Conv2d(latent_channels, channels, 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
                           nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1))
             for _ in range(num_blocks))
-        self.conv_out = nn.Conv2d(channels, block_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(channels, out_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
@@ -70,7 +79,7 @@ class BlockDecoder(nn.Module):
         h = self.conv_in(z)  # (N, channels, h, w)
         for block in self.blocks:
             h = h + block(h)
-        return self.conv_out(h)  # (N, 3·r², h, w)
+        return self.conv_out(h)  # (N, C_out, h, w)
 
 
 class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
@@ -99,6 +108,8 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
         whiten_components: bool = False,
         decoder_channels: int = 0,
         decoder_blocks: int = 2,
+        encoder_channels: int = 0,
+        encoder_blocks: int = 2,
     ):
         super().__init__()
         r = int(spatial_compression_ratio)
@@ -124,10 +135,15 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
                              f"(= {expected}); the lossless latent has no components to whiten")
         # Standard deviation of each kept component (ones until fitted), with whiten_components.
         self.register_buffer("component_std", torch.ones(kept) if whiten_components else None)
-        if decoder_channels < 0 or decoder_blocks < 0:
-            raise InputError(f"pixel autoencoder: decoder_channels={decoder_channels}, decoder_blocks={decoder_blocks} "
-                             "must be ≥ 0 (decoder_channels 0: the linear decode, no learned decoder)")
-        self.decoder = BlockDecoder(kept, expected, decoder_channels, decoder_blocks) if decoder_channels else None
+        if min(decoder_channels, decoder_blocks, encoder_channels, encoder_blocks) < 0:
+            raise InputError(f"pixel autoencoder: decoder_channels={decoder_channels}, decoder_blocks={decoder_blocks}, "
+                             f"encoder_channels={encoder_channels}, encoder_blocks={encoder_blocks} must be ≥ 0 "
+                             "(channels 0: the linear code, nothing learned)")
+        if encoder_channels and self.basis is None:
+            raise InputError("pixel autoencoder: encoder_channels needs latent_channels below in_channels · r² "
+                             f"(= {expected}); the lossless latent has no code to learn")
+        self.decoder = GridResidual(kept, expected, decoder_channels, decoder_blocks) if decoder_channels else None
+        self.encoder = GridResidual(expected, kept, encoder_channels, encoder_blocks) if encoder_channels else None
         self.post_quant_conv = None  # as in diffusers' VAEs: the decoder is all there is to decoding
 
     # (B, C, F, H, W) ↔ (B, C·r², F, H/r, W/r)
@@ -162,7 +178,12 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
     def encode(self, x: torch.Tensor, return_dict: bool = True):
         """(B, C, F, H, W) in [−1, 1] → posterior with mean (B, latent_channels, F, H/r, W/r) and zero variance."""
         mean, std = self._stats(x)
-        z = self._project((self._fold(x) - mean) / std)  # (B, latent_channels, F, h, w)
+        blocks = (self._fold(x) - mean) / std  # (B, C·r², F, h, w)
+        z = self._project(blocks)  # (B, latent_channels, F, h, w)
+        if self.encoder is not None:
+            frames = rearrange(blocks, "b n f h w -> (b f) n h w")
+            residual = self.encoder(frames.to(self.encoder.conv_in.weight.dtype))  # (B·F, latent_channels, h, w)
+            z = z + rearrange(residual, "(b f) k h w -> b k f h w", b=x.shape[0]).to(z)
         posterior = DiagonalGaussianDistribution(torch.cat([z, torch.zeros_like(z)], dim=1), deterministic=True)
         return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
 

@@ -43,3 +43,17 @@ def test_presence_is_the_reference_similarity_of_the_crop_at_the_requested_point
     blank = presence_by_frame.presence(np.full_like(case.frames, 255), case.entities[0], histogram)
     assert own.shape == (9,) and own.min() > 0.3  # the sprite is there in every frame of the render
     assert (blank < own).all()
+
+
+def test_clean_predictions_sheet_on_the_embedded_model(tmp_path):
+    """scripts/clean_predictions.py: 4 cases × 3 frames of 64 px rows, the ground truth + 2 timesteps, ×2."""
+    from PIL import Image
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "clean_predictions.py"), "tora2-embedded",
+                          "-o", str(tmp_path / "sheet.png"), "--timesteps", "900,50", "--no-placement"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    sheet = np.asarray(Image.open(tmp_path / "sheet.png"))
+    assert sheet.shape == (4 * 3 * 64 * 2, 3 * 64 * 2, 3)
+    ground_truth, late = sheet[:, :128].astype(float), sheet[:, -128:].astype(float)
+    assert np.abs(late - ground_truth).mean() < np.abs(sheet[:, 128:256].astype(float) - ground_truth).mean()

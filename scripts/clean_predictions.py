@@ -1,6 +1,6 @@
 """One-step clean-video predictions of a pipeline on noised held-out ground truth, as a PNG sheet.
 
-    python scripts/clean_predictions.py MODEL -o sheet.png [--timesteps 950,800,600,300,100] [--noise-seed 1]
+    python scripts/clean_predictions.py [MODEL] -o sheet.png [--timesteps 950,800,600,300,100] [--noise-seed 1]
                                         [--no-placement]
 
 For each of the first two held-out cases with 2 and 3 entities (seed 0): the ground-truth clip is
@@ -50,7 +50,7 @@ class OneStep:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model")
+    parser.add_argument("model", nargs="?", default=None, help="pipeline folder (default: the embedded model)")
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--timesteps", default="950,800,600,300,100")
     parser.add_argument("--noise-seed", type=int, default=1)

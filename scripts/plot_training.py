@@ -66,13 +66,16 @@ TRAIN_STAGES = (("full", "stage 3 (full): transformer + DPE"),
                 ("ref", "stage 5 (not shipped): + reference latents, recoloured clips"),
                 ("appearance", "stage 6: stage 4 + the per-entity appearance term (1 - NCC)"),
                 ("placement", "stage 7: stage 6 + placement latents, recoloured clips"),
-                ("continued", "stage 8 (shipped transformer): stage 7 + 1500 steps of its recipe"),
+                ("continued", "stage 8 (the VAE model's transformer): stage 7 + 1500 steps of its recipe"),
                 ("per-entity", "stage 8 with one placement canvas per entity (not shipped)"),
-                ("crowded", "stage 9 (not shipped): stage 8 on 2-3-entity clips"))
+                ("crowded", "stage 9 (not shipped): stage 8 on 2-3-entity clips"),
+                ("pca-ema", "stage L5 (shipped): stage 8 on linear latents, stage 2c's image encoder, x-prediction"))
+# Stages that predict the clean latents (their diffusion loss is the capped x-prediction loss).
+X_PREDICTION_STAGES = ("pca-ema",)
 # VAE-stage runs (tora2.training.vae): run folder → panel title.
 VAE_STAGES = (("vae", "stage 1: per-frame VAE reconstruction (plain means, pixels in [-1, 1])"),
               ("vae-wide", "stage 1c: stage 1's decoder widened to 32/64/64, whole clips (plain means)"),
-              ("vae-wide2", "stage 1c continued on other clips (shipped VAE; plain means)"))
+              ("vae-wide2", "stage 1c continued on other clips (the VAE model's; plain means)"))
 
 
 def main() -> None:
@@ -99,7 +102,8 @@ def main() -> None:
         losses = folder(stage) / "losses.json"
         if losses.is_file():
             d = numbers[stage] = json.loads(losses.read_text())
-            series = {"v-prediction": np.array(d["diffusion"]), "contrastive": np.array(d["contrastive"])}
+            prediction = "x-prediction" if stage in X_PREDICTION_STAGES else "v-prediction"
+            series = {prediction: np.array(d["diffusion"]), "contrastive": np.array(d["contrastive"])}
             if any(d.get("appearance") or []):
                 series["appearance"] = np.array(d["appearance"])
             panels.append((title, np.array(d["step"]), series))

@@ -49,7 +49,7 @@ def test_clean_predictions_sheet_on_the_embedded_model(tmp_path):
     """scripts/clean_predictions.py: 4 cases × 3 frames of 64 px rows, the ground truth + 2 timesteps, ×2."""
     from PIL import Image
 
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "clean_predictions.py"), "tora2-embedded",
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "clean_predictions.py"),
                           "-o", str(tmp_path / "sheet.png"), "--timesteps", "900,50", "--no-placement"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

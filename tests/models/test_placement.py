@@ -122,3 +122,30 @@ def test_placement_skip_adds_a_per_pixel_linear_map_to_the_output(tmp_path):
         assert torch.equal(loaded(**inputs, video_flow=flow, **entities, entity_placement=shared).sample, after)
     with pytest.raises(ValueError, match="entity_placement_skip needs entity_placement_channels"):
         make_transformer(entity_placement_skip=True)
+
+
+def test_output_refiner_starts_as_the_model_without_it_and_mixes_neighbouring_pixels(tmp_path):
+    """``output_refiner_channels``: zero residual at init; once trained it reads the output and the noisy
+    input across latent pixels (a change in one input pixel moves its neighbours' outputs), per frame."""
+    model = make_transformer(output_refiner_channels=8, output_refiner_blocks=1)
+    plain = make_transformer()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    inputs, flow, entities = make_inputs(model), make_flow(model), make_entity_inputs(model)
+    with torch.no_grad():
+        assert torch.equal(model(**inputs, video_flow=flow, **entities).sample, plain(**inputs, video_flow=flow, **entities).sample)
+    model(**inputs, video_flow=flow, **entities).sample.pow(2).mean().backward()
+    assert model.output_refiner.conv_out.weight.grad.abs().sum() > 0
+    assert model.part_of("output_refiner.conv_out.weight") == "tora2"
+    perturb(model.output_refiner.parameters(), scale=0.3)
+    with torch.no_grad():
+        base = model(**inputs, video_flow=flow, **entities).sample  # (B, F, C, H, W)
+        bumped = dict(inputs, hidden_states=inputs["hidden_states"].clone())
+        bumped["hidden_states"][:, 1, :, 4, 4] += 1.0
+        moved = (model(**bumped, video_flow=flow, **entities).sample - base).abs()
+    assert moved[:, 1, :, 4, 5].max() > 0  # a neighbour across the pixel border
+    model.save_pretrained(tmp_path / "transformer")
+    loaded = Tora2Transformer3DModel.from_pretrained(tmp_path / "transformer")
+    with torch.no_grad():
+        assert torch.equal(loaded(**inputs, video_flow=flow, **entities).sample, base)
+    with pytest.raises(ValueError, match="output_refiner_channels=0 must be ≥ 1"):
+        make_transformer(output_refiner_channels=0)

@@ -24,6 +24,10 @@ With ``entity_placement_skip`` as well, a zero-initialised per-pixel linear map
 the clean latents), so the pasted look reaches the output without passing through the hidden width,
 which is narrower than a token of wide latents (a 36-channel linear autoencoder: 144 values a token,
 width 128). Measured on the embedded model, it did not help (docs/results.md, "Linear latents").
+With ``output_refiner_channels`` (beyond the paper, off by default) a small per-frame convolutional
+network (``GridResidual``) reads the unpatchified output and the noisy input and adds a
+zero-initialised residual to the output, so neighbouring tokens' predictions can be reconciled
+across token borders (the embedded model's linear latents show each token's error as a 4×4-pixel block).
 
 Key names are a file format: every CogVideoX key is unchanged and Tora's are ``traj_extractor.*``
 and ``fuser.{i}.*``, so diffusers CogVideoX and the public Tora T2V transformer load into this class.
@@ -49,6 +53,7 @@ from diffusers.models.normalization import AdaLayerNorm, CogVideoXLayerNormZero
 from diffusers.utils import BaseOutput, apply_lora_scale
 from einops import rearrange
 
+from tora2.models.grid import GridResidual
 from tora2.models.binding import (
     ContrastiveHeads,
     EntityCrossAttention,
@@ -61,7 +66,7 @@ from tora2.models.trajectory import MotionGuidanceFuser, TrajectoryExtractor
 
 BLOCK_ORDERS = ("motion_first", "personalization_first")
 TORA_PREFIXES = ("traj_extractor.", "fuser.")
-TORA2_PREFIXES = ("entity_", "contrastive.")
+TORA2_PREFIXES = ("entity_", "contrastive.", "output_refiner.")
 TORA2_BLOCK_PARTS = (".entity_attn.", ".reference_attn.")
 
 
@@ -275,6 +280,8 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         entity_placement_channels: int | None = None,
         entity_placement_per_entity: bool = False,
         entity_placement_skip: bool = False,
+        output_refiner_channels: int | None = None,
+        output_refiner_blocks: int = 2,
     ):
         super().__init__()
         if block_order not in BLOCK_ORDERS:
@@ -286,6 +293,9 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
                              "placed by the trajectory-located bias")
         if entity_placement_skip and entity_placement_channels is None:
             raise ValueError("entity_placement_skip needs entity_placement_channels: it maps the placement latents to the output")
+        if output_refiner_channels is not None and (output_refiner_channels < 1 or output_refiner_blocks < 0):
+            raise ValueError(f"output_refiner_channels={output_refiner_channels} must be ≥ 1 (or None: no refiner) and "
+                             f"output_refiner_blocks={output_refiner_blocks} ≥ 0")
         inner_dim = num_attention_heads * attention_head_dim
 
         # 0. Tora: the trajectory extractor and one motion-guidance fuser per block.
@@ -347,6 +357,11 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
             self.entity_placement_out = nn.Conv2d(self.entity_placement.in_channels, out_channels, 1)
             nn.init.zeros_(self.entity_placement_out.weight)
             nn.init.zeros_(self.entity_placement_out.bias)
+        # Beyond the paper: a per-frame convolutional residual on the unpatchified output, reading it and
+        # the noisy input, zero-initialised (the model computes exactly as without it at first).
+        self.output_refiner = None
+        if output_refiner_channels is not None:
+            self.output_refiner = GridResidual(2 * out_channels, out_channels, output_refiner_channels, output_refiner_blocks)
         if entity_dim is not None:
             self.entity_motion = EntityMotionTokenizer(motion_channels, entity_dim, motion_frequencies)
             self.entity_text_proj = nn.Linear(text_embed_dim, entity_dim)
@@ -590,6 +605,7 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
                 f"hidden_states must be (B, F, {self.config.in_channels}, H, W); got {tuple(hidden_states.shape)}"
             )
         batch, num_frames, _, height, width = hidden_states.shape
+        noisy_input = hidden_states  # (B, F, C, H, W): the output refiner reads it
         p = self.config.patch_size
         if height % p or width % p:
             raise ValueError(f"latent height and width must be multiples of patch_size={p}; got {height}×{width}")
@@ -652,6 +668,10 @@ class Tora2Transformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
         )  # (B, F, C, H, W)
         if conditions.placement_skip is not None:
             output = output + conditions.placement_skip.to(output.dtype)  # batch 1 broadcast
+        if self.output_refiner is not None:
+            frames = rearrange(torch.cat([output, noisy_input.to(output.dtype)], dim=2), "b f c h w -> (b f) c h w")
+            residual = self.output_refiner(frames)  # (B·F, C, H, W)
+            output = output + rearrange(residual, "(b f) c h w -> b f c h w", f=num_frames)
         if not return_dict:
             return (output,)
         if return_contrastive:

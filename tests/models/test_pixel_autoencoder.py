@@ -78,14 +78,19 @@ def test_fewer_channels_keep_the_leading_principal_components(tmp_path):
     assert sorted(build_vae({"type": "pixel"}).state_dict()) == ["channel_mean", "channel_std"]
 
 
-def test_a_learned_decoder_starts_as_the_linear_decode_and_saves_with_the_basis(tmp_path):
+def linear_and_learned(seed: int, **learned_parts):
+    """A 5-component linear autoencoder (r = 2) and the same with ``learned_parts``, both fitted on one
+    random video (B 2, F 3, 8×12): (linear, learned, video, the linear latents (B, 5, F, 4, 6))."""
     linear = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 5})
-    learned = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 5,
-                         "decoder_channels": 8, "decoder_blocks": 2})
-    video = torch.rand(2, 3, 3, 8, 12, generator=torch.Generator().manual_seed(1)) * 2 - 1  # (B, 3, F, H, W)
+    learned = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 5, **learned_parts})
+    video = torch.rand(2, 3, 3, 8, 12, generator=torch.Generator().manual_seed(seed)) * 2 - 1  # (B, 3, F, H, W)
     linear.set_statistics(video)
     learned.set_statistics(video)
-    latents = linear.encode(video).latent_dist.mode()  # (B, 5, F, 4, 6)
+    return linear, learned, video, linear.encode(video).latent_dist.mode()
+
+
+def test_a_learned_decoder_starts_as_the_linear_decode_and_saves_with_the_basis(tmp_path):
+    linear, learned, video, latents = linear_and_learned(1, decoder_channels=8, decoder_blocks=2)
     assert torch.equal(learned.encode(video).latent_dist.mode(), latents)  # the encoder is the linear one
     assert torch.allclose(learned.decode(latents).sample, linear.decode(latents).sample, atol=1e-6)  # zero residual
     with torch.no_grad():
@@ -106,13 +111,7 @@ def test_a_learned_decoder_starts_as_the_linear_decode_and_saves_with_the_basis(
 
 
 def test_a_learned_encoder_starts_as_the_linear_code_and_trains_per_frame(tmp_path):
-    linear = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 5})
-    learned = build_vae({"type": "pixel", "spatial_compression_ratio": 2, "latent_channels": 5,
-                         "encoder_channels": 8, "encoder_blocks": 1})
-    video = torch.rand(2, 3, 3, 8, 12, generator=torch.Generator().manual_seed(2)) * 2 - 1  # (B, 3, F, H, W)
-    linear.set_statistics(video)
-    learned.set_statistics(video)
-    latents = linear.encode(video).latent_dist.mode()  # (B, 5, F, 4, 6)
+    _, learned, video, latents = linear_and_learned(2, encoder_channels=8, encoder_blocks=1)
     assert torch.allclose(learned.encode(video).latent_dist.mode(), latents, atol=1e-6)  # zero residual
     with torch.no_grad():
         learned.encoder.conv_out.bias.copy_(torch.arange(5.0))  # latent channel k moves by k

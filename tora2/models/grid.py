@@ -15,7 +15,8 @@ class GridResidual(nn.Module):
     """A residual on the latent grid, one frame at a time: (N, C_in, h, w) → (N, C_out, h, w) by a 3×3
     convolution in, ``num_blocks`` pre-norm residual blocks of two 3×3 convolutions and a
     zero-initialised 3×3 convolution out (so it adds nothing at first). The decoder's maps latents to
-    normalised blocks (C_in = latent channels, C_out = 3·r²); the encoder's, blocks to latents."""
+    normalised blocks (C_in = latent channels, C_out = 3·r²); the encoder's, blocks to latents; the
+    transformer's refiner, its output and noisy input (2·C) to a correction of the output (C)."""
 
     def __init__(self, in_channels: int, out_channels: int, channels: int, num_blocks: int):
         super().__init__()

@@ -53,7 +53,6 @@ from diffusers.models.normalization import AdaLayerNorm, CogVideoXLayerNormZero
 from diffusers.utils import BaseOutput, apply_lora_scale
 from einops import rearrange
 
-from tora2.models.grid import GridResidual
 from tora2.models.binding import (
     ContrastiveHeads,
     EntityCrossAttention,
@@ -62,6 +61,7 @@ from tora2.models.binding import (
     build_binder,
     trajectory_locality_bias,
 )
+from tora2.models.grid import GridResidual
 from tora2.models.trajectory import MotionGuidanceFuser, TrajectoryExtractor
 
 BLOCK_ORDERS = ("motion_first", "personalization_first")

@@ -18,7 +18,7 @@ demo: install
 		--prompt "a strawberry moves from left to right, a frog face moves down and a lemon moves up"
 	$(PY) scripts/contact_sheet.py out.mp4 -o out.contact.png
 
-# Retrain the embedded default model from scratch on CPU (VAE, then transformer + DPE) and ship it.
+# Retrain the embedded default model from scratch on CPU (VAE model stages 1-8, encoders 2c, linear latents L1, L5) and ship it.
 .PHONY: embedded
 embedded: install
 	PYTHON=$(PY) bash scripts/train_embedded.sh

@@ -70,7 +70,7 @@ if [[ "${PIXEL:-0}" != 1 && "${LINEAR:-0}" != 1 ]]; then
   if [[ "${VAE_MODEL:-0}" == 1 ]]; then
     "$PY" -m tora2.training.vae configs/train/embedded-vae-wide.yaml
     "$PY" -m tora2.training.vae configs/train/embedded-vae-wide.yaml --set init_vae=runs/embedded/vae-wide/pipeline/vae \
-        --set output_dir=runs/embedded/vae-wide2 --set seed=1 --set data.seed=1 --set model.pretrained=$STAGE8
+        --set output_dir=runs/embedded/vae-wide2 --set seed=1 --set data.seed=1
     "$PY" scripts/decoder_pairs.py runs/embedded/vae-wide2/pipeline runs/embedded/shipped-pairs.pt --cases 50
     "$PY" -m tora2.training.vae configs/train/embedded-vae-pairs.yaml --set init_vae=runs/embedded/vae-wide2/pipeline/vae \
         --set model.pretrained=runs/embedded/vae-wide2/pipeline

@@ -26,6 +26,7 @@ from tora2.evaluation.runner import make_cases
 from tora2.pipelines import conditioning
 from tora2.pipelines.conditioning import encode_video
 from tora2.pipelines.embedded import load_pipeline
+from tora2.pipelines.video_io import to_uint8
 from tora2.training.losses import predicted_clean
 
 
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     if args.no_placement:
         original = conditioning.placement_latents
         conditioning.placement_latents = lambda *a, **k: torch.zeros_like(original(*a, **k))
-    cases = [c for c in make_cases(2, 9, 64, 64, seed=0, entity_counts=(2, 3))]
+    cases = make_cases(2, 9, 64, 64, seed=0, entity_counts=(2, 3))
     rows = []
     for case in cases:
         video = torch.from_numpy(case.frames).permute(0, 3, 1, 2).float()[None] / 127.5 - 1.0  # (1, F, 3, H, W)
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
                            output_type="np")
             finally:
                 pipe.scheduler = real
-            frames = np.clip(np.rint(np.asarray(out.frames[0]) * 255), 0, 255).astype(np.uint8)  # (F, H, W, 3)
+            frames = to_uint8(out.frames[0])  # (F, H, W, 3)
             columns.append(frames[[0, 4, 8]])
         rows.append(np.concatenate([np.concatenate(list(c), axis=0) for c in columns], axis=1))  # (3H, (1+T)W, 3)
     sheet = np.concatenate(rows, axis=0)
